@@ -1,0 +1,44 @@
+# Developer commands. `make help` lists them.
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo .venv-tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/matomete_test
+AMQP_TEST_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
+
+.PHONY: help up test test-embedded test-services lint migrations check-migrations bench clean
+
+help: ## list the developer commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv .venv-tools && .venv-tools/bin/pip install -q uv
+
+$(BIN)/matomete: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+up: $(BIN)/matomete ## install from the lock file and run the whole platform (SQLite, in-process broker)
+	$(BIN)/matomete up
+
+test: test-embedded test-services ## install and run the tests on SQLite + in-process broker, then PostgreSQL + RabbitMQ
+
+test-embedded: $(BIN)/matomete ## the suite on the embedded backends
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-services: $(BIN)/matomete ## the suite on PostgreSQL + RabbitMQ (skips unless they answer; fails then under MATOMETE_REQUIRE_SERVICES=1)
+	MATOMETE_TEST_BACKEND=services MATOMETE_TEST_DATABASE_URL=$(PG_TEST_URL) MATOMETE_TEST_BROKER_URL=$(AMQP_TEST_URL) \
+		$(BIN)/pytest -q -p no:cacheprovider
+
+lint: $(BIN)/matomete ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+migrations: $(BIN)/matomete ## write a migration for model changes (tortoise makemigrations)
+	MATOMETE_DATABASE_URL=sqlite:///tmp/matomete-makemigrations.sqlite3 $(BIN)/tortoise -c settings.database.TORTOISE_ORM makemigrations
+
+bench: $(BIN)/matomete ## run the benchmarks (PostgreSQL + RabbitMQ)
+	@for script in bench/*.py; do $(BIN)/python $$script; done
+
+clean: ## remove the virtualenv and local state
+	rm -rf $(VENV) .venv-tools matomete.sqlite3* matomete.secret_key matomete.ops_token matomete.demo.json

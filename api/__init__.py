@@ -1,0 +1,1 @@
+"""The web process: the API surfaces, the pages and the ``matomete`` command."""

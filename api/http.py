@@ -1,0 +1,74 @@
+"""Reading requests and writing responses: JSON in through pydantic, JSON out, errors named.
+
+Every body is validated by a pydantic model that forbids unknown fields and coerces nothing,
+so a wrong type or an unexpected key is a 400 that names the field before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from billing.errors import InvalidRequest
+
+__all__ = ["Body", "json_response", "parse_body", "validation_error"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Body(BaseModel):
+    """Base of every request body: unknown fields are refused, types are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response; datetimes as ISO 8601, decimals as strings."""
+    return web.Response(
+        text=json.dumps(data, default=_default, ensure_ascii=False),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def validation_error(error: ValidationError) -> InvalidRequest:
+    """The first problem pydantic found, as a 400 naming the field (``a.b`` for nested)."""
+    first = error.errors(include_url=False)[0]
+    kind = first["type"]
+    param = ".".join(str(part) for part in first["loc"]) or None
+    if kind == "json_invalid":
+        return InvalidRequest("The body is not valid JSON.", code="invalid_json")
+    if kind in ("model_type", "model_attributes_type") and not first["loc"]:
+        return InvalidRequest("The body must be a JSON object.", code="invalid_json")
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"Unknown field: {param}.", param=param, code="parameter_unknown")
+    if kind == "missing":
+        return InvalidRequest(f"Missing required field: {param}.", param=param, code="parameter_missing")
+    return InvalidRequest(f"Invalid {param}: {first['msg']}.", param=param, code="parameter_invalid")
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """Validate the request body against ``model``; raise a 400 ``InvalidRequest`` otherwise."""
+    raw = await request.read()
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        raise validation_error(error) from None

@@ -1,0 +1,15 @@
+"""Typed keys for what the application keeps: settings and the broker probe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from settings import Settings
+
+__all__ = ["BROKER_PROBE", "REQUEST_ID", "SETTINGS"]
+
+SETTINGS = web.AppKey("settings", Settings)
+BROKER_PROBE = web.AppKey("broker_probe", Callable[[], bool])
+REQUEST_ID = "matomete.request_id"

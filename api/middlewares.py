@@ -1,0 +1,85 @@
+"""Request-wide middleware: a request id bound to every log line, and one place where any
+error becomes product.md §9's error object (never a bare 500 page)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from tortoise.exceptions import DoesNotExist
+
+from api.http import json_response
+from api.keys import REQUEST_ID
+from billing.errors import MatometeError, NotFound
+
+__all__ = ["error_middleware", "request_id_middleware"]
+
+log = structlog.get_logger("matomete.http")
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+JSON_PREFIXES = ("/v1", "/ops/v1", "/readyz", "/healthz")
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Take a sane ``X-Request-Id`` or make one; bind it to the logs; echo it back."""
+    offered = request.headers.get("X-Request-Id", "")
+    request_id = offered if REQUEST_ID_PATTERN.match(offered) else "req_" + secrets.token_hex(12)
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-Id"] = request_id
+        raise
+    else:
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _wants_json(request: web.Request) -> bool:
+    return request.path.startswith(JSON_PREFIXES)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render rule errors, HTTP errors on JSON surfaces, and crashes as the error object."""
+    try:
+        return await handler(request)
+    except MatometeError as error:
+        return json_response(error.as_dict(), status=error.status)
+    except DoesNotExist:
+        return json_response(NotFound("No such object.").as_dict(), status=404)
+    except web.HTTPException as exc:
+        if not _wants_json(request) or exc.status < 400:
+            raise
+        code = {404: "resource_missing", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
+        body = {"error": {"type": "invalid_request_error", "code": code, "message": exc.reason, "param": None}}
+        return json_response(body, status=exc.status)
+    except Exception:
+        log.exception("unhandled_error", path=request.path)
+        body = {
+            "error": {
+                "type": "api_error",
+                "code": "internal_error",
+                "message": "Something went wrong on our side; nothing was changed.",
+                "param": None,
+            }
+        }
+        return json_response(body, status=500)

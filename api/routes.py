@@ -1,0 +1,166 @@
+"""A route table that is also the OpenAPI document.
+
+Each operation is declared once with its request and response models; the table registers
+the aiohttp routes, parses the body before the handler runs, and writes
+``openapi.json`` from the same declarations, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from api.http import json_response, parse_body
+
+__all__ = ["Operation", "RouteTable"]
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string"},
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+            },
+            "required": ["type", "code", "message", "param"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Operation:
+    """One method on one path, what it takes and what it answers."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = (400, 401, 404)
+
+
+@dataclass
+class RouteTable:
+    """The operations of one surface (``/ops/v1``, ``/v1``) and its OpenAPI document."""
+
+    title: str
+    prefix: str
+    security_description: str
+    operations: list[Operation] = field(default_factory=list)
+
+    def route(  # noqa: PLR0913 - one keyword per part of an OpenAPI operation
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        body: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        errors: tuple[int, ...] = (400, 401, 404),
+    ) -> Callable[[Handler], Handler]:
+        """Declare a handler; with ``body`` it is called as ``handler(request, body)``."""
+
+        def register(handler: Handler) -> Handler:
+            self.operations.append(
+                Operation(
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    summary=summary,
+                    body=body,
+                    response=response,
+                    status=status,
+                    errors=errors,
+                )
+            )
+            return handler
+
+        return register
+
+    def routes(self) -> list[web.RouteDef]:
+        """Route definitions, relative to the sub-application mounted at ``prefix``, for every
+        operation and for the OpenAPI document."""
+        defs = [web.route(op.method, op.path, self._bind(op)) for op in self.operations]
+        defs.append(web.get("/openapi.json", self._serve_openapi))
+        return defs
+
+    @staticmethod
+    def _bind(op: Operation) -> Handler:
+        if op.body is None:
+            return op.handler
+        model = op.body
+
+        async def with_body(request: web.Request) -> web.StreamResponse:
+            return await op.handler(request, await parse_body(request, model))
+
+        with_body.__name__ = op.handler.__name__
+        return with_body
+
+    async def _serve_openapi(self, _request: web.Request) -> web.Response:
+        return json_response(self.openapi())
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of this surface."""
+        models = {m for op in self.operations for m in (op.body, op.response) if m is not None}
+        keyed = [(m, mode) for m in sorted(models, key=lambda m: m.__name__) for mode in ("validation",)]
+        _, definitions = models_json_schema(keyed, ref_template="#/components/schemas/{model}")
+        schemas: dict[str, Any] = dict(definitions.get("$defs", {}))
+        schemas["Error"] = ERROR_SCHEMA
+        paths: dict[str, dict[str, Any]] = {}
+        for op in self.operations:
+            path = self.prefix + op.path
+            params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"{(\w+)}", op.path)
+            ]
+            responses: dict[str, Any] = {
+                str(op.status): {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": _ref(op.response)}} if op.response else {},
+                }
+            }
+            for code in op.errors:
+                responses[str(code)] = {
+                    "description": "Error",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
+            entry: dict[str, Any] = {
+                "summary": op.summary,
+                "operationId": op.handler.__name__,
+                "parameters": params,
+                "responses": responses,
+            }
+            if op.body is not None:
+                entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
+            paths.setdefault(path, {})[op.method.lower()] = entry
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": "1"},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer", "description": self.security_description}
+                },
+            },
+            "security": [{"bearer": []}],
+        }
+
+
+def _ref(model: type[BaseModel] | None) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"} if model else {}

@@ -1,0 +1,16 @@
+"""Tortoise models, one module per aggregate; the schema is built only by migrations."""
+
+MODEL_MODULES = [
+    "models.clock",
+    "models.lines",
+    "models.accounts",
+    "models.merchants",
+    "models.charges",
+    "models.subscriptions",
+    "models.invoices",
+    "models.payouts",
+    "models.ledger",
+    "models.events",
+    "models.outbox",
+    "models.audit",
+]

@@ -1,0 +1,136 @@
+"""Charges (都度課金), their refunds, and the monthly usage rows that keep limits atomic.
+
+A charge is created by a merchant in ``requires_confirmation``, moves to ``processing`` when the
+subscriber signs in, and the auth worker decides ``succeeded`` or ``failed``. A succeeded charge
+then moves through billing (``billing_status``). A subscription's renewal is a charge too, at
+most one per subscription and month (``renewal_period``).
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.base import State, id_factory
+
+__all__ = [
+    "AccountUsage",
+    "BillingStatus",
+    "Charge",
+    "ChargeStatus",
+    "FailureCode",
+    "LineUsage",
+    "Refund",
+]
+
+
+class ChargeStatus(State):
+    """The purchase's lifecycle (product.md §3)."""
+
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class BillingStatus(State):
+    """Where a succeeded charge is on its way to the merchant's payout."""
+
+    UNBILLED = "unbilled"
+    BILLED = "billed"
+    COLLECTED = "collected"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class FailureCode(State):
+    """Why a charge failed; the first failing check of product.md §4 wins."""
+
+    INVALID_CREDENTIALS = "invalid_credentials"
+    ACCOUNT_LOCKED = "account_locked"
+    LINE_MISMATCH = "line_mismatch"
+    LINE_INACTIVE = "line_inactive"
+    LINE_INELIGIBLE = "line_ineligible"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    MERCHANT_INACTIVE = "merchant_inactive"
+    EXPIRED = "expired"
+
+
+class Charge(Model):
+    """One purchase of one subscriber from one merchant, in whole yen, tax included."""
+
+    id = fields.CharField(max_length=32, primary_key=True, default=id_factory("ch"))
+    merchant = fields.ForeignKeyField("models.Merchant", related_name="charges", on_delete=fields.RESTRICT)
+    subscription = fields.ForeignKeyField(
+        "models.Subscription", related_name="charges", null=True, on_delete=fields.RESTRICT
+    )
+    renewal_period = fields.CharField(max_length=7, null=True)
+    account = fields.ForeignKeyField(
+        "models.SubscriberAccount", related_name="charges", null=True, on_delete=fields.RESTRICT
+    )
+    line = fields.ForeignKeyField("models.Line", related_name="charges", null=True, on_delete=fields.RESTRICT)
+    amount = fields.BigIntField()
+    currency = fields.CharField(max_length=3, default="jpy")
+    description = fields.CharField(max_length=500)
+    merchant_reference = fields.CharField(max_length=255, null=True)
+    metadata = fields.JSONField(default=dict)
+    return_url = fields.CharField(max_length=2048, null=True)
+    confirmation_token = fields.CharField(max_length=64, null=True, unique=True)
+    confirmation_url = fields.CharField(max_length=2048, null=True)
+    status = fields.CharEnumField(ChargeStatus, max_length=24, default=ChargeStatus.REQUIRES_CONFIRMATION)
+    failure_code = fields.CharEnumField(FailureCode, max_length=24, null=True)
+    client_address = fields.CharField(max_length=64, null=True)
+    period = fields.CharField(max_length=7, null=True)
+    billing_status = fields.CharEnumField(BillingStatus, max_length=16, null=True)
+    refunded_amount = fields.BigIntField(default=0)
+    payout = fields.ForeignKeyField("models.Payout", related_name="charges", null=True, on_delete=fields.RESTRICT)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(null=True)
+    decided_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "charges"
+        unique_together = (("subscription_id", "renewal_period"),)
+        indexes = (("merchant_id", "created_at"), ("status", "expires_at"), ("period", "billing_status"))
+
+
+class Refund(Model):
+    """Money given back on a succeeded charge: before billing it lowers the bill, after billing
+    it is a credit item on the line's next invoice and an adjustment on the merchant's payout."""
+
+    id = fields.CharField(max_length=32, primary_key=True, default=id_factory("re"))
+    charge = fields.ForeignKeyField("models.Charge", related_name="refunds", on_delete=fields.RESTRICT)
+    amount = fields.BigIntField()
+    reason = fields.CharField(max_length=500, null=True)
+    status = fields.CharField(max_length=16, default="succeeded")
+    credited = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "refunds"
+
+
+class AccountUsage(Model):
+    """What one ID spent in one month, locked while a purchase is decided (atomic limits)."""
+
+    id = fields.BigIntField(primary_key=True)
+    account = fields.ForeignKeyField("models.SubscriberAccount", related_name="usage", on_delete=fields.RESTRICT)
+    period = fields.CharField(max_length=7)
+    amount = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "account_usage"
+        unique_together = (("account_id", "period"),)
+
+
+class LineUsage(Model):
+    """What all IDs of one line spent in one month, locked with ``AccountUsage``."""
+
+    id = fields.BigIntField(primary_key=True)
+    line = fields.ForeignKeyField("models.Line", related_name="usage", on_delete=fields.RESTRICT)
+    period = fields.CharField(max_length=7)
+    amount = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "line_usage"
+        unique_together = (("line_id", "period"),)

@@ -1,0 +1,112 @@
+"""Events a merchant cares about, and their delivery to the merchant's webhook endpoints.
+
+An event is written in the same transaction as the change it reports, with a snapshot of the
+object as the API showed it then; delivering it is the webhooks worker's job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.base import id_factory
+from models.clock import clock
+
+__all__ = ["EVENT_TYPES", "DeliveryAttempt", "Event", "WebhookDelivery", "WebhookEndpoint"]
+
+EVENT_TYPES = (
+    "charge.succeeded",
+    "charge.failed",
+    "charge.canceled",
+    "charge.refunded",
+    "charge.billed",
+    "charge.collected",
+    "charge.uncollectible",
+    "subscription.activated",
+    "subscription.renewed",
+    "subscription.past_due",
+    "subscription.canceled",
+    "payout.created",
+    "payout.paid",
+)
+
+
+class Event(Model):
+    """``{id, type, created, data: {object}}`` as ``GET /v1/events`` shows it."""
+
+    id = fields.CharField(max_length=32, primary_key=True, default=id_factory("evt"))
+    merchant = fields.ForeignKeyField("models.Merchant", related_name="events", on_delete=fields.RESTRICT)
+    type = fields.CharField(max_length=40)
+    object_id = fields.CharField(max_length=32)
+    data = fields.JSONField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "events"
+        indexes = (("merchant_id", "created_at"), ("object_id",))
+
+    @classmethod
+    async def record(cls, event_type: str, *, merchant_id: str, obj: dict[str, Any]) -> Event:
+        """Write one event; call it inside the transaction that made the change."""
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event_type!r}")
+        return await cls.create(
+            type=event_type,
+            merchant_id=merchant_id,
+            object_id=str(obj["id"]),
+            data={"object": obj},
+            created_at=await clock.now(),
+        )
+
+
+class WebhookEndpoint(Model):
+    """An HTTPS receiver of a merchant and the event types it wants (``*`` for all)."""
+
+    id = fields.CharField(max_length=32, primary_key=True, default=id_factory("we"))
+    merchant = fields.ForeignKeyField("models.Merchant", related_name="webhook_endpoints", on_delete=fields.RESTRICT)
+    url = fields.CharField(max_length=2048)
+    events = fields.JSONField()
+    secret = fields.CharField(max_length=128)
+    previous_secret = fields.CharField(max_length=128, null=True)
+    previous_secret_expires_at = fields.DatetimeField(null=True)
+    enabled = fields.BooleanField(default=True)
+    consecutive_failures = fields.IntField(default=0)
+    disabled_reason = fields.CharField(max_length=64, null=True)
+    deleted_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "webhook_endpoints"
+
+
+class WebhookDelivery(Model):
+    """One event to one endpoint: its ``webhook-id`` stays the same on every retry."""
+
+    id = fields.CharField(max_length=32, primary_key=True, default=id_factory("msg"))
+    event = fields.ForeignKeyField("models.Event", related_name="deliveries", on_delete=fields.RESTRICT)
+    endpoint = fields.ForeignKeyField("models.WebhookEndpoint", related_name="deliveries", on_delete=fields.RESTRICT)
+    status = fields.CharField(max_length=16, default="pending")
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "webhook_deliveries"
+        unique_together = (("event_id", "endpoint_id"),)
+        indexes = (("status", "next_attempt_at"),)
+
+
+class DeliveryAttempt(Model):
+    """One HTTP attempt of a delivery, as the delivery log shows it."""
+
+    id = fields.BigIntField(primary_key=True)
+    delivery = fields.ForeignKeyField("models.WebhookDelivery", related_name="attempt_log", on_delete=fields.RESTRICT)
+    attempted_at = fields.DatetimeField()
+    status_code = fields.SmallIntField(null=True)
+    duration_ms = fields.IntField()
+    error = fields.CharField(max_length=500, null=True)
+
+    class Meta:
+        table = "webhook_attempts"

@@ -1,0 +1,1 @@
+"""Migrations, written by ``tortoise makemigrations`` (``make migrations``) or by hand."""

@@ -1,0 +1,52 @@
+"""The transactional outbox: a message is a row written in the same transaction as the change
+that implies it. ``matomete relay`` publishes unsent rows with publisher confirms and marks
+them sent; a crash between the two publishes a row again, which idempotent actors make
+harmless. The row's id is the Dramatiq message id, so a republished message keeps its id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.clock import Clock
+
+__all__ = ["OutboxMessage", "send"]
+
+
+class _Actor(Protocol):
+    actor_name: str
+    queue_name: str
+
+
+class OutboxMessage(Model):
+    """One message waiting to be, or already, handed to the broker."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    queue_name = fields.CharField(max_length=64)
+    actor_name = fields.CharField(max_length=128)
+    args = fields.JSONField(default=list)
+    kwargs = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox"
+        indexes = (("sent_at", "created_at"),)
+
+
+async def send(actor: _Actor, *args: Any, **kwargs: Any) -> OutboxMessage:
+    """Queue ``actor(*args, **kwargs)`` to run once the current transaction commits.
+
+    Pass ids, not objects: the actor loads what it needs when it runs.
+    """
+    return await OutboxMessage.create(
+        queue_name=actor.queue_name,
+        actor_name=actor.actor_name,
+        args=list(args),
+        kwargs=kwargs,
+        created_at=Clock.system_now(),
+    )

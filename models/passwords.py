@@ -1,0 +1,42 @@
+"""Passwords: argon2id hashes, and the generated initial passwords the carrier hands out.
+
+Hashing costs tens of milliseconds of CPU on purpose; callers on an event loop use the async
+forms, which run it on a thread so the loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+__all__ = ["generate_password", "hash_password", "verify_password"]
+
+_hasher = PasswordHasher()  # argon2id, the library's RFC 9106 "low memory" profile
+# No 0/O, 1/l/I: the carrier prints the initial password on a letter and people type it.
+_PASSWORD_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # noqa: S105 - an alphabet
+PASSWORD_LENGTH = 12
+
+
+def generate_password() -> str:
+    """A random initial password of 12 unambiguous letters and digits (~70 bits)."""
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
+async def hash_password(password: str) -> str:
+    """The argon2id hash of ``password``, computed off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, _hasher.hash, password)
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    """True when ``password`` matches ``password_hash``; never raises for a wrong password."""
+
+    def check() -> bool:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.get_running_loop().run_in_executor(None, check)

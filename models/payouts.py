@@ -1,0 +1,57 @@
+"""Merchant payouts (精算): one per merchant and period, and the statement lines behind it."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.base import State, id_factory
+
+__all__ = ["Payout", "PayoutLine", "PayoutStatus"]
+
+
+class PayoutStatus(State):
+    """A payout is ``scheduled`` until finance records the transfer as ``paid``."""
+
+    SCHEDULED = "scheduled"
+    PAID = "paid"
+
+
+class Payout(Model):
+    """What the carrier pays one merchant for one period: collected − fee − adjustments."""
+
+    id = fields.CharField(max_length=32, primary_key=True, default=id_factory("po"))
+    merchant = fields.ForeignKeyField("models.Merchant", related_name="payouts", on_delete=fields.RESTRICT)
+    period = fields.CharField(max_length=7)
+    billed = fields.BigIntField()
+    lines = fields.IntField()
+    fee = fields.BigIntField()
+    fee_rule = fields.CharField(max_length=16)
+    setup_fee = fields.BigIntField(default=0)
+    collected = fields.BigIntField()
+    adjustments = fields.BigIntField(default=0)
+    carried_forward = fields.BigIntField(default=0)
+    net = fields.BigIntField()
+    scheduled_date = fields.DateField()
+    status = fields.CharEnumField(PayoutStatus, max_length=16, default=PayoutStatus.SCHEDULED)
+    paid_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "payouts"
+        unique_together = (("merchant_id", "period"),)
+
+
+class PayoutLine(Model):
+    """One statement line: a collected item, a refund adjustment, the fee, a carried balance."""
+
+    id = fields.BigIntField(primary_key=True)
+    payout = fields.ForeignKeyField("models.Payout", related_name="statement", on_delete=fields.RESTRICT)
+    kind = fields.CharField(max_length=24)
+    item = fields.ForeignKeyField("models.InvoiceItem", related_name="payout_lines", null=True)
+    description = fields.CharField(max_length=500)
+    amount = fields.BigIntField()
+
+    class Meta:
+        table = "payout_lines"
+        unique_together = (("item_id", "kind"),)

@@ -1,0 +1,76 @@
+"""Subscriptions (月額課金): confirmed once, charged again on the 1st of each month (JST).
+
+Each month's charge is a ``Charge`` with ``subscription`` set and ``renewal_period`` the month,
+unique together, so a renewal happens at most once however often the scheduler asks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.base import State, id_factory
+
+__all__ = ["Subscription", "SubscriptionStatus"]
+
+
+class SubscriptionStatus(State):
+    """A ``past_due`` subscription is canceled when its month ends."""
+
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+    FAILED = "failed"
+
+
+class Subscription(Model):
+    """A monthly charge of a fixed amount that one subscriber agreed to once."""
+
+    id = fields.CharField(max_length=32, primary_key=True, default=id_factory("sub"))
+    merchant = fields.ForeignKeyField("models.Merchant", related_name="subscriptions", on_delete=fields.RESTRICT)
+    account = fields.ForeignKeyField(
+        "models.SubscriberAccount", related_name="subscriptions", null=True, on_delete=fields.RESTRICT
+    )
+    line = fields.ForeignKeyField("models.Line", related_name="subscriptions", null=True, on_delete=fields.RESTRICT)
+    amount = fields.BigIntField()
+    description = fields.CharField(max_length=500)
+    merchant_reference = fields.CharField(max_length=255, null=True)
+    metadata = fields.JSONField(default=dict)
+    return_url = fields.CharField(max_length=2048, null=True)
+    confirmation_token = fields.CharField(max_length=64, null=True, unique=True)
+    confirmation_url = fields.CharField(max_length=2048, null=True)
+    status = fields.CharEnumField(SubscriptionStatus, max_length=24, default=SubscriptionStatus.REQUIRES_CONFIRMATION)
+    current_period = fields.CharField(max_length=7, null=True)
+    canceled_at = fields.DatetimeField(null=True)
+    cancel_reason = fields.CharField(max_length=32, null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "subscriptions"
+        indexes = (("merchant_id", "created_at"), ("status", "current_period"), ("line_id", "status"))
+
+    def to_api(self) -> dict[str, Any]:
+        """The subscription object of the merchant API (and of its events)."""
+        return {
+            "id": self.id,
+            "object": "subscription",
+            "status": self.status.value,
+            "amount": self.amount,
+            "currency": "jpy",
+            "description": self.description,
+            "merchant_reference": self.merchant_reference,
+            "metadata": self.metadata,
+            "confirmation_url": self.confirmation_url,
+            "current_period": self.current_period,
+            "canceled_at": _epoch(self.canceled_at),
+            "created": _epoch(self.created_at),
+        }
+
+
+def _epoch(moment: datetime | None) -> int | None:
+    """API timestamps are Unix seconds, as merchants' libraries expect."""
+    return None if moment is None else int(moment.timestamp())

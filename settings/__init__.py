@@ -1,0 +1,200 @@
+"""One frozen ``Settings``, read once from ``MATOMETE_*`` environment variables.
+
+A bad value stops start-up with one line that names the variable and what is wrong
+(``SettingsError``); nothing else in the code reads the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+__all__ = ["Settings", "SettingsError", "ensure_local_secrets", "load_settings", "read_broker_url"]
+
+PREFIX = "MATOMETE_"
+DEFAULT_DATABASE_FILE = "matomete.sqlite3"
+LOG_FORMATS = ("json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+
+class SettingsError(Exception):
+    """A ``MATOMETE_*`` variable holds a value the platform cannot start with."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{PREFIX}{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a Matomete process is configured with; see the README's table."""
+
+    database_url: str = f"sqlite://{DEFAULT_DATABASE_FILE}"
+    broker_url: str = "memory://"
+    ops_token: str | None = None
+    secret_key: str = ""
+    test_clock: bool = False
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_format: str = "json"
+    log_level: str = "info"
+    public_url: str = ""
+    webhooks_allow_insecure: bool = False
+    require_services: bool = False
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """True when the broker is the in-process one (``matomete up``)."""
+        return self.broker_url.startswith("memory://")
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is an embedded SQLite file."""
+        return self.database_url.startswith("sqlite://")
+
+    @property
+    def state_dir(self) -> Path:
+        """Where generated local secrets live: beside the SQLite file, else the working dir."""
+        if self.is_sqlite:
+            return Path(self.database_url.removeprefix("sqlite://")).resolve().parent
+        return Path.cwd()
+
+    @property
+    def base_url(self) -> str:
+        """The address people reach this platform at (confirmation URLs are built on it)."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests and ``matomete up`` use it)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values.update(changes)
+        return Settings(**values)  # type: ignore[arg-type]
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = env.get(PREFIX + name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingsError(name, f"expected one of 1/0/true/false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(PREFIX + name, default).strip().lower()
+    if raw not in choices:
+        raise SettingsError(name, f"expected one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _database_url(raw: str) -> str:
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme not in ("sqlite", "postgres", "postgresql", "asyncpg"):
+        raise SettingsError("DATABASE_URL", f"expected sqlite://FILE or postgres://USER@HOST:PORT/DB, got {raw!r}")
+    if scheme == "sqlite":
+        path = raw.removeprefix("sqlite://")
+        if not path or path == ":memory:":
+            raise SettingsError("DATABASE_URL", "an SQLite database must be a file path")
+        return raw
+    parts = urlsplit(raw)
+    if not parts.hostname or not parts.path.strip("/"):
+        raise SettingsError("DATABASE_URL", f"needs a host and a database name, got {raw!r}")
+    return "postgres://" + raw.split("://", 1)[1]
+
+
+def _broker_url(raw: str) -> str:
+    if raw == "memory://":
+        return raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise SettingsError("BROKER_URL", f"expected memory:// or amqp://USER:PASS@HOST:PORT/, got {raw!r}")
+    return raw
+
+
+def _proxies(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError("TRUSTED_PROXIES", f"{item!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _port(raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError("PORT", f"expected a TCP port 1-65535, got {raw!r}")
+    return int(raw)
+
+
+def _local_secret(directory: Path, name: str) -> str:
+    """A secret generated once and kept in a file, so restarts keep sessions and tokens."""
+    path = directory / name
+    if path.exists():
+        return path.read_text().strip()
+    directory.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every ``MATOMETE_*`` variable; raise ``SettingsError`` on the first bad one."""
+    env = os.environ if env is None else env
+    database_url = _database_url(env.get(PREFIX + "DATABASE_URL", f"sqlite://{DEFAULT_DATABASE_FILE}").strip())
+    host = env.get(PREFIX + "HOST", "127.0.0.1").strip()
+    if not host:
+        raise SettingsError("HOST", "must not be empty")
+    public_url = env.get(PREFIX + "PUBLIC_URL", "").strip().rstrip("/")
+    if public_url and urlsplit(public_url).scheme not in ("http", "https"):
+        raise SettingsError("PUBLIC_URL", f"expected an http(s) URL, got {public_url!r}")
+    ops_token = env.get(PREFIX + "OPS_TOKEN") or None
+    if ops_token is not None and len(ops_token) < 16:
+        raise SettingsError("OPS_TOKEN", "must be at least 16 characters")
+    settings = Settings(
+        database_url=database_url,
+        broker_url=_broker_url(env.get(PREFIX + "BROKER_URL", "memory://").strip()),
+        ops_token=ops_token,
+        test_clock=_flag(env, "TEST_CLOCK"),
+        trusted_proxies=_proxies(env.get(PREFIX + "TRUSTED_PROXIES", "")),
+        host=host,
+        port=_port(env.get(PREFIX + "PORT", "8080").strip()),
+        log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "json"),
+        log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "info"),
+        public_url=public_url,
+        webhooks_allow_insecure=_flag(env, "WEBHOOKS_ALLOW_INSECURE"),
+        require_services=_flag(env, "REQUIRE_SERVICES"),
+    )
+    secret_key = env.get(PREFIX + "SECRET_KEY", "")
+    if secret_key and len(secret_key) < 32:
+        raise SettingsError("SECRET_KEY", "must be at least 32 characters")
+    return settings.replace(secret_key=secret_key)
+
+
+def read_broker_url(env: Mapping[str, str] | None = None) -> str:
+    """Only ``MATOMETE_BROKER_URL``, checked: what ``queues`` needs at import."""
+    env = os.environ if env is None else env
+    return _broker_url(env.get(PREFIX + "BROKER_URL", "memory://").strip())
+
+
+def ensure_local_secrets(settings: Settings) -> Settings:
+    """Fill a missing ``SECRET_KEY`` and ``OPS_TOKEN`` with values generated once and kept in
+    files beside the database (``matomete.secret_key``, ``matomete.ops_token``), so a restart
+    keeps sessions and the token an operator already copied."""
+    secret_key = settings.secret_key or _local_secret(settings.state_dir, "matomete.secret_key")
+    ops_token = settings.ops_token or _local_secret(settings.state_dir, "matomete.ops_token")
+    return settings.replace(secret_key=secret_key, ops_token=ops_token)

@@ -1,0 +1,66 @@
+"""The Tortoise configuration built from ``Settings``: one app, ``models``, and its migrations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.context import TortoiseContext
+
+from models import MODEL_MODULES
+from settings import Settings
+
+__all__ = ["close_database", "open_database", "tortoise_config"]
+
+
+def tortoise_config(settings: Settings) -> dict[str, Any]:
+    """The dict ``Tortoise.init(config=...)`` and the migration tool both take."""
+    if settings.is_sqlite:
+        credentials: dict[str, Any] = {
+            "engine": "tortoise.backends.sqlite",
+            "credentials": {
+                "file_path": settings.database_url.removeprefix("sqlite://"),
+                # WAL lets the relay and the workers read while the web process writes.
+                "journal_mode": "WAL",
+                "journal_size_limit": 16384,
+            },
+        }
+    else:
+        credentials = settings.database_url
+    return {
+        "connections": {"default": credentials},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "models.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def open_database(settings: Settings, *, process_wide: bool = True) -> TortoiseContext:
+    """Connect Tortoise and return its context.
+
+    Tortoise 1.x keeps connections in a ContextVar. The web process's handlers (and, under
+    ``matomete up``, the in-process actors) run in tasks that do not inherit it, so there the
+    context is also the process-wide fallback; a RabbitMQ worker sets it per message instead.
+    """
+    return await Tortoise.init(config=tortoise_config(settings), _enable_global_fallback=process_wide)
+
+
+async def close_database(context: TortoiseContext) -> None:
+    """Close what ``open_database`` opened."""
+    await context.close_connections()
+
+
+def __getattr__(name: str) -> Any:
+    """``settings.database.TORTOISE_ORM`` for Tortoise's own CLI (``tortoise -c ...``),
+    built from the environment only when that CLI asks for it."""
+    if name == "TORTOISE_ORM":
+        from settings import load_settings
+
+        return tortoise_config(load_settings())
+    raise AttributeError(name)

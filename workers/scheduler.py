@@ -1,0 +1,73 @@
+"""The scheduler: every few seconds, ask what has fallen due by the platform clock and do or
+enqueue each due thing once (product.md §12). It catches up rather than firing at instants, so
+a test-clock jump or an hour of downtime runs everything that fell due, exactly once.
+
+Each job decides "due" from database state, never from the scheduler's memory, so running two
+schedulers, or restarting one, repeats nothing. Later issues add their jobs to ``JOBS``
+(expiries, renewals, month close, webhook retries, payouts, write-offs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from models.clock import Clock, clock
+from models.merchants import IdempotencyKey
+from models.outbox import OutboxMessage
+
+__all__ = ["JOBS", "Job", "run_due_jobs", "run_scheduler"]
+
+log = structlog.get_logger("matomete.scheduler")
+TICK_SECONDS = 2.0
+OUTBOX_KEPT = timedelta(days=7)
+IDEMPOTENCY_KEPT = timedelta(hours=48)  # product.md §9: kept at least 24 hours
+
+
+@dataclass(frozen=True)
+class Job:
+    """Something the scheduler does whenever it is due; ``run`` returns how much it did."""
+
+    name: str
+    run: Callable[[datetime], Awaitable[int]]
+
+
+async def prune_outbox(_now: datetime) -> int:
+    """Forget outbox rows sent more than a week ago (system time: the outbox is plumbing)."""
+    return await OutboxMessage.filter(sent_at__lt=Clock.system_now() - OUTBOX_KEPT).delete()
+
+
+async def prune_idempotency_keys(now: datetime) -> int:
+    """Forget completed idempotency keys older than 48 hours."""
+    return await IdempotencyKey.filter(created_at__lt=now - IDEMPOTENCY_KEPT, completed_at__not_isnull=True).delete()
+
+
+JOBS: list[Job] = [Job("prune_outbox", prune_outbox), Job("prune_idempotency_keys", prune_idempotency_keys)]
+
+
+async def run_due_jobs(jobs: list[Job] | None = None) -> dict[str, int]:
+    """One pass over every job at the platform's now; a failing job does not stop the others."""
+    now = await clock.now()
+    done: dict[str, int] = {}
+    for job in jobs if jobs is not None else JOBS:
+        try:
+            done[job.name] = await job.run(now)
+        except Exception:
+            log.exception("job_failed", job=job.name)
+    return done
+
+
+async def run_scheduler(*, stop: asyncio.Event, tick: float = TICK_SECONDS) -> None:
+    """Run due jobs every ``tick`` seconds until ``stop`` is set."""
+    log.info("scheduler_started", jobs=[job.name for job in JOBS])
+    while not stop.is_set():
+        done = await run_due_jobs()
+        if any(done.values()):
+            log.info("scheduler_ran", **done)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), tick)

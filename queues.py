@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -94,7 +95,9 @@ class TortoiseOnLoop(Middleware):
         settings = self.settings_factory()
         clock.configure(test_clock=settings.test_clock)
         try:
-            self.context = get_event_loop_thread().run_coroutine(_open_and_check(settings))
+            # A fresh context: the booting thread may hold another Tortoise context (a test's, the
+            # web app's), which Tortoise.init would otherwise close and take over.
+            self.context = contextvars.Context().run(get_event_loop_thread().run_coroutine, _open_and_check(settings))
         except Exception as error:
             raise MiddlewareError(f"cannot open the database: {error!r}") from error
 
@@ -187,6 +190,13 @@ def build_broker(broker_url: str, *, settings_factory: Callable[[], Settings] = 
 
 broker = build_broker(read_broker_url())
 dramatiq.set_broker(broker)
+
+
+def declare_queues() -> None:
+    """Create every queue on the broker now (RabbitMQ declares lazily, on first use)."""
+    if isinstance(broker, RabbitmqBroker):
+        for name in QUEUES:
+            broker.declare_queue(name, ensure=True)
 
 
 def start_worker(

@@ -12,4 +12,4 @@ __all__ = ["BROKER_PROBE", "REQUEST_ID", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 BROKER_PROBE = web.AppKey("broker_probe", Callable[[], bool])
-REQUEST_ID = "matomete.request_id"
+REQUEST_ID = web.RequestKey("request_id", str)

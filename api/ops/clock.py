@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel
 
 from api.http import Body, json_response
 from api.keys import SETTINGS
@@ -18,9 +18,6 @@ __all__: list[str] = []
 
 class ClockMove(Body):
     """Where to move the clock: an ISO 8601 time with its UTC offset."""
-
-    # Not strict: JSON has no datetime type, so the ISO 8601 string is parsed.
-    model_config = ConfigDict(extra="forbid", strict=False)
 
     now: AwareDatetime
 

@@ -32,7 +32,7 @@ def to_zengin_kana(text: str) -> str:
     katakana = jaconv.hira2kata(text)
     half = jaconv.z2h(katakana, kana=True, ascii=True, digit=True).upper().translate(_SMALL_TO_LARGE)
     half = half.replace("\u3000", " ")
-    bad = sorted({char for char in half if char not in ZENGIN_CHARACTERS})
+    bad = list(dict.fromkeys(char for char in half if char not in ZENGIN_CHARACTERS))
     if bad:
         raise ValueError(f"has characters a Zengin file cannot carry: {''.join(bad)}")
     return half

@@ -1,0 +1,149 @@
+"""`matomete up` on a fresh folder: migrate, seed a demo, print what a newcomer needs, serve;
+the printed ops token provisions; a restart keeps everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.embedded
+MATOMETE = Path(sys.executable).parent / "matomete"
+POLL_SECONDS = 0.2  # between /readyz polls, each under one deadline
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Platform:
+    """One `matomete up` process in a folder of its own."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder = folder
+        self.port = port
+        self.output = folder / f"up-{time.monotonic_ns()}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
+        env["MATOMETE_PORT"] = str(port)
+        with self.output.open("w") as sink:
+            self.process = subprocess.Popen(  # noqa: S603 - our own entry point
+                [str(MATOMETE), "up"], cwd=folder, env=env, stdout=sink, stderr=subprocess.STDOUT
+            )
+        self.base = f"http://127.0.0.1:{port}"
+
+    def wait_ready(self, deadline: float = 60) -> None:
+        """Poll /readyz until 200, the process dies, or the deadline passes."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            assert self.process.poll() is None, self.output.read_text()
+            try:
+                with urllib.request.urlopen(f"{self.base}/readyz", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(POLL_SECONDS)
+        pytest.fail(f"not ready in {deadline}s:\n{self.output.read_text()}")
+
+    def call(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+        """An ops API call with the token."""
+        request = urllib.request.Request(  # noqa: S310 - loopback only
+            self.base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def stop(self) -> None:
+        """SIGTERM, as a terminal's Ctrl-C or a process manager would stop it."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail("matomete up did not stop on SIGTERM")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """An empty working directory, as on a fresh clone."""
+    return tmp_path
+
+
+def test_up_serves_a_demo_and_keeps_data_across_a_restart(folder: Path) -> None:
+    """The printed token provisions a line, an ID and a merchant; all three survive a restart."""
+    port = _free_port()
+    first = Platform(folder, port)
+    try:
+        first.wait_ready()
+        printed = first.output.read_text()
+        token = re.search(r"ops token\s+(\S+)", printed).group(1)  # type: ignore[union-attr]
+        demo_password = re.search(r"password (\S+)", printed).group(1)  # type: ignore[union-attr]
+        assert "merchant API key   sk_live_" in printed
+        assert "subscriber ID      demo" in printed
+        status, line = first.call(
+            "POST",
+            "/ops/v1/lines",
+            token,
+            {
+                "line_id": "CAF0000000777",
+                "line_type": "hikari_next",
+                "holder_name": "新人 さん",
+                "base_monthly_fee": 5500,
+            },
+        )
+        assert status == 201, line
+        status, account = first.call("POST", "/ops/v1/lines/CAF0000000777/accounts", token, {"login_id": "newcomer"})
+        assert status == 201, account
+        status, merchant = first.call(
+            "POST",
+            "/ops/v1/merchants",
+            token,
+            {
+                "name": "新人ストア",
+                "name_kana": "ｼﾝｼﾞﾝｽﾄｱ",
+                "bank_account": {
+                    "bank_code": "0005",
+                    "branch_code": "001",
+                    "account_type": "current",
+                    "account_number": "7654321",
+                    "holder_kana": "ｼﾝｼﾞﾝｽﾄｱ",
+                },
+            },
+        )
+        assert status == 201, merchant
+        status, demo_line = first.call("GET", "/ops/v1/lines/CAF0000000001/sessions", token)
+        assert sorted(s["address"] for s in demo_line["data"]) == ["127.0.0.1", "::1"]
+    finally:
+        first.stop()
+
+    second = Platform(folder, port)
+    try:
+        second.wait_ready()
+        reprinted = second.output.read_text()
+        assert f"ops token          {token}" in reprinted
+        assert f"password {demo_password}" in reprinted
+        assert second.call("GET", "/ops/v1/lines/CAF0000000777", token)[0] == 200
+        assert second.call("GET", "/ops/v1/accounts/newcomer", token)[0] == 200
+        assert second.call("GET", f"/ops/v1/merchants/{merchant['id']}", token)[0] == 200
+        assert second.call("GET", "/ops/v1/lines/CAF0000000002", token)[0] == 404  # seeded once, not again
+    finally:
+        second.stop()

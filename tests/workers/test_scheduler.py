@@ -1,0 +1,62 @@
+"""The scheduler catches up on what fell due by the platform clock, and repeats nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from models.clock import Clock, clock
+from models.merchants import IdempotencyKey, Merchant
+from models.outbox import OutboxMessage
+from settings import Settings
+from workers.scheduler import Job, run_due_jobs
+
+
+async def test_old_sent_outbox_rows_and_idempotency_keys_are_pruned(db: Settings) -> None:
+    """Sent rows older than a week and completed keys older than 48 h go; everything else stays."""
+    now = await clock.now()
+    system = Clock.system_now()
+    old_sent = await OutboxMessage.create(
+        queue_name="charges", actor_name="a", created_at=system - timedelta(days=9), sent_at=system - timedelta(days=8)
+    )
+    recent = await OutboxMessage.create(queue_name="charges", actor_name="a", created_at=system, sent_at=system)
+    unsent = await OutboxMessage.create(queue_name="charges", actor_name="a", created_at=system - timedelta(days=30))
+    merchant = await Merchant.create(name="m", name_kana="ﾑ", return_signing_secret="s", created_at=now)
+    stale = await IdempotencyKey.create(
+        merchant=merchant,
+        key="old",
+        request_fingerprint="f",
+        created_at=now - timedelta(hours=49),
+        completed_at=now - timedelta(hours=49),
+    )
+    fresh = await IdempotencyKey.create(
+        merchant=merchant, key="new", request_fingerprint="f", created_at=now - timedelta(hours=23), completed_at=now
+    )
+    done = await run_due_jobs()
+    assert done == {"prune_outbox": 1, "prune_idempotency_keys": 1}
+    assert set(await OutboxMessage.all().values_list("id", flat=True)) == {recent.id, unsent.id}
+    assert set(await IdempotencyKey.all().values_list("id", flat=True)) == {fresh.id}
+    assert not await OutboxMessage.exists(id=old_sent.id)
+    assert not await IdempotencyKey.exists(id=stale.id)
+    assert await run_due_jobs() == {"prune_outbox": 0, "prune_idempotency_keys": 0}
+
+
+async def test_a_test_clock_jump_makes_keys_due(db: Settings) -> None:
+    """Moving the test clock two days ahead makes a just-completed key old enough to prune."""
+    now = await clock.now()
+    merchant = await Merchant.create(name="m", name_kana="ﾑ", return_signing_secret="s", created_at=now)
+    await IdempotencyKey.create(merchant=merchant, key="k", request_fingerprint="f", created_at=now, completed_at=now)
+    assert (await run_due_jobs())["prune_idempotency_keys"] == 0
+    await clock.move_to(now + timedelta(days=2, minutes=1))
+    assert (await run_due_jobs())["prune_idempotency_keys"] == 1
+
+
+async def test_a_failing_job_does_not_stop_the_others(db: Settings) -> None:
+    """One job raising is logged; the jobs after it still run."""
+
+    async def broken(_now: object) -> int:
+        raise RuntimeError("boom")
+
+    async def fine(_now: object) -> int:
+        return 7
+
+    assert await run_due_jobs([Job("broken", broken), Job("fine", fine)]) == {"fine": 7}

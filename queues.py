@@ -39,6 +39,7 @@ from models.clock import Clock, clock
 from models.outbox import OutboxMessage
 from settings import Settings, load_settings, read_broker_url
 from settings.database import close_database, open_database
+from settings.logging import configure_logging
 
 __all__ = [
     "ACTOR_OPTIONS",
@@ -75,6 +76,19 @@ class DaemonAsyncIO(AsyncIO):
         thread = _DaemonEventLoopThread(self.logger)
         thread.start(timeout=1.0)
         set_event_loop_thread(thread)
+
+
+class LoggingAtBoot(Middleware):
+    """A worker process logs like every other Matomete process: structlog, in the configured
+    format, to the stream Dramatiq collects from its worker processes."""
+
+    def __init__(self, settings_factory: Callable[[], Settings] = load_settings) -> None:
+        self.settings_factory = settings_factory
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        """Configure logging before anything logs."""
+        settings = self.settings_factory()
+        configure_logging(log_format=settings.log_format, log_level=settings.log_level)
 
 
 class TortoiseOnLoop(Middleware):
@@ -180,6 +194,7 @@ def build_broker(broker_url: str, *, settings_factory: Callable[[], Settings] = 
         built.add_middleware(InProcessAsyncIO())
     else:
         built = RabbitmqBroker(url=broker_url, confirm_delivery=True)
+        built.add_middleware(LoggingAtBoot(settings_factory))
         built.add_middleware(DaemonAsyncIO())
         built.add_middleware(TortoiseOnLoop(settings_factory), after=AsyncIO)
     built.add_middleware(LogContext())

@@ -48,8 +48,13 @@ def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | Non
 
 
 def validation_error(error: ValidationError) -> InvalidRequest:
-    """The first problem pydantic found, as a 400 naming the field (``a.b`` for nested)."""
-    first = error.errors(include_url=False)[0]
+    """One problem pydantic found, as a 400 naming the field (``a.b`` for nested).
+
+    What was sent wrongly is named before what is missing: an unknown field first (often a
+    misspelt one, which would otherwise read as "missing"), then a bad value, then an absence.
+    """
+    rank = {"json_invalid": 0, "extra_forbidden": 1, "missing": 3}
+    first = min(error.errors(include_url=False), key=lambda problem: rank.get(problem["type"], 2))
     kind = first["type"]
     param = ".".join(str(part) for part in first["loc"]) or None
     if kind == "json_invalid":

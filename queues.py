@@ -108,14 +108,17 @@ class TortoiseOnLoop(Middleware):
         """Connect the database before the first message is taken; fail the boot otherwise."""
         settings = self.settings_factory()
         clock.configure(test_clock=settings.test_clock)
+        thread = get_event_loop_thread()
+        if thread is None:
+            raise MiddlewareError("cannot open the database: no event loop thread (is the AsyncIO middleware first?)")
         try:
             # A fresh context: the booting thread may hold another Tortoise context (a test's, the
             # web app's), which Tortoise.init would otherwise close and take over.
-            self.context = contextvars.Context().run(get_event_loop_thread().run_coroutine, _open_and_check(settings))
+            self.context = contextvars.Context().run(thread.run_coroutine, _open_and_check(settings))
         except Exception as error:
             raise MiddlewareError(f"cannot open the database: {error!r}") from error
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         """Make this worker's Tortoise context the current one for the actor's task."""
         if self.context is not None:
             _current_tortoise_context.set(self.context)
@@ -170,7 +173,7 @@ class LogContext(Middleware):
     """Bind message id, actor and queue to every log line of the message; the actor's
     coroutine runs in a copy of this thread's context, so it sees them too."""
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         """Bind the message's identity."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
@@ -178,7 +181,12 @@ class LogContext(Middleware):
         )
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None, exception: Any = None
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
     ) -> None:
         """Forget it again."""
         structlog.contextvars.clear_contextvars()
@@ -255,7 +263,7 @@ class PublishError(Exception):
 class Publisher(Protocol):
     """Hands a batch of messages to the broker and returns once the broker has them all."""
 
-    async def publish(self, messages: Sequence[dramatiq.Message]) -> None:
+    async def publish(self, messages: Sequence[dramatiq.Message[Any]]) -> None:
         """Publish ``messages``; raise ``PublishError`` unless every one is confirmed."""
 
 
@@ -265,7 +273,7 @@ class MemoryPublisher:
     def __init__(self, target: dramatiq.Broker) -> None:
         self.target = target
 
-    async def publish(self, messages: Sequence[dramatiq.Message]) -> None:
+    async def publish(self, messages: Sequence[dramatiq.Message[Any]]) -> None:
         """Enqueue each message on the in-process broker."""
         for message in messages:
             self.target.enqueue(message)
@@ -359,7 +367,7 @@ class RabbitPublisher:
         elif not self._pending and self._done is not None and not self._done.done():
             self._done.set_result(None)
 
-    async def publish(self, messages: Sequence[dramatiq.Message]) -> None:
+    async def publish(self, messages: Sequence[dramatiq.Message[Any]]) -> None:
         """Publish the batch, then wait until RabbitMQ has confirmed every message."""
         if not messages:
             return
@@ -391,7 +399,12 @@ class RabbitPublisher:
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:
             closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            connection.add_on_close_callback(lambda _c, _r: closed.done() or closed.set_result(None))
+
+            def on_closed(_connection: Any, _reason: Any) -> None:
+                if not closed.done():
+                    closed.set_result(None)
+
+            connection.add_on_close_callback(on_closed)
             connection.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closed, 5)
@@ -404,7 +417,7 @@ def publisher_for(settings: Settings, target: dramatiq.Broker | None = None) -> 
     return RabbitPublisher(settings.broker_url)
 
 
-def as_message(row: OutboxMessage) -> dramatiq.Message:
+def as_message(row: OutboxMessage) -> dramatiq.Message[Any]:
     """The Dramatiq message of an outbox row; its id is the row's id, on every publish."""
     return dramatiq.Message(
         queue_name=row.queue_name,

@@ -11,5 +11,5 @@ from settings import Settings
 __all__ = ["BROKER_PROBE", "REQUEST_ID", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
-BROKER_PROBE = web.AppKey("broker_probe", Callable[[], bool])
+BROKER_PROBE = web.AppKey[Callable[[], bool]]("broker_probe")
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.http import json_response, parse_body
 
@@ -117,7 +117,9 @@ class RouteTable:
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of this surface."""
         models = {m for op in self.operations for m in (op.body, op.response) if m is not None}
-        keyed = [(m, mode) for m in sorted(models, key=lambda m: m.__name__) for mode in ("validation",)]
+        keyed: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+            (m, "validation") for m in sorted(models, key=lambda m: m.__name__)
+        ]
         _, definitions = models_json_schema(keyed, ref_template="#/components/schemas/{model}")
         schemas: dict[str, Any] = dict(definitions.get("$defs", {}))
         schemas["Error"] = ERROR_SCHEMA

@@ -6,10 +6,15 @@ unique per line, so two concurrent creations cannot make a sixth.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from models.base import State, id_factory
+
+if TYPE_CHECKING:
+    from models.lines import Line
 
 __all__ = [
     "ACCOUNTS_PER_LINE",
@@ -38,7 +43,11 @@ class SubscriberAccount(Model):
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("acct"))
     login_id = fields.CharField(max_length=64, unique=True)
-    line = fields.ForeignKeyField("models.Line", related_name="accounts", on_delete=fields.RESTRICT)
+    line: fields.ForeignKeyRelation[Line] = fields.ForeignKeyField(
+        "models.Line", related_name="accounts", on_delete=fields.RESTRICT
+    )
+    if TYPE_CHECKING:
+        line_id: str
     slot = fields.SmallIntField(null=True)
     password_hash = fields.CharField(max_length=255)
     is_minor = fields.BooleanField(default=False)

@@ -20,7 +20,7 @@ class AuditEntry(Model):
     action = fields.CharField(max_length=64)
     target_type = fields.CharField(max_length=32)
     target_id = fields.CharField(max_length=64)
-    details = fields.JSONField(default=dict)
+    details: dict[str, Any] = fields.JSONField(default=dict)
     request_id = fields.CharField(max_length=64, null=True)
     at = fields.DatetimeField()
 

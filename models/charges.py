@@ -8,10 +8,19 @@ most one per subscription and month (``renewal_period``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
 
 from models.base import State, id_factory
+
+if TYPE_CHECKING:
+    from models.accounts import SubscriberAccount
+    from models.lines import Line
+    from models.merchants import Merchant
+    from models.payouts import Payout
+    from models.subscriptions import Subscription
 
 __all__ = [
     "AccountUsage",
@@ -60,20 +69,24 @@ class Charge(Model):
     """One purchase of one subscriber from one merchant, in whole yen, tax included."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("ch"))
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="charges", on_delete=fields.RESTRICT)
-    subscription = fields.ForeignKeyField(
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="charges", on_delete=fields.RESTRICT
+    )
+    subscription: fields.ForeignKeyNullableRelation[Subscription] = fields.ForeignKeyField(
         "models.Subscription", related_name="charges", null=True, on_delete=fields.RESTRICT
     )
     renewal_period = fields.CharField(max_length=7, null=True)
-    account = fields.ForeignKeyField(
+    account: fields.ForeignKeyNullableRelation[SubscriberAccount] = fields.ForeignKeyField(
         "models.SubscriberAccount", related_name="charges", null=True, on_delete=fields.RESTRICT
     )
-    line = fields.ForeignKeyField("models.Line", related_name="charges", null=True, on_delete=fields.RESTRICT)
+    line: fields.ForeignKeyNullableRelation[Line] = fields.ForeignKeyField(
+        "models.Line", related_name="charges", null=True, on_delete=fields.RESTRICT
+    )
     amount = fields.BigIntField()
     currency = fields.CharField(max_length=3, default="jpy")
     description = fields.CharField(max_length=500)
     merchant_reference = fields.CharField(max_length=255, null=True)
-    metadata = fields.JSONField(default=dict)
+    metadata: dict[str, Any] = fields.JSONField(default=dict)
     return_url = fields.CharField(max_length=2048, null=True)
     confirmation_token = fields.CharField(max_length=64, null=True, unique=True)
     confirmation_url = fields.CharField(max_length=2048, null=True)
@@ -83,7 +96,9 @@ class Charge(Model):
     period = fields.CharField(max_length=7, null=True)
     billing_status = fields.CharEnumField(BillingStatus, max_length=16, null=True)
     refunded_amount = fields.BigIntField(default=0)
-    payout = fields.ForeignKeyField("models.Payout", related_name="charges", null=True, on_delete=fields.RESTRICT)
+    payout: fields.ForeignKeyNullableRelation[Payout] = fields.ForeignKeyField(
+        "models.Payout", related_name="charges", null=True, on_delete=fields.RESTRICT
+    )
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(null=True)
     decided_at = fields.DatetimeField(null=True)
@@ -99,7 +114,9 @@ class Refund(Model):
     it is a credit item on the line's next invoice and an adjustment on the merchant's payout."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("re"))
-    charge = fields.ForeignKeyField("models.Charge", related_name="refunds", on_delete=fields.RESTRICT)
+    charge: fields.ForeignKeyRelation[Charge] = fields.ForeignKeyField(
+        "models.Charge", related_name="refunds", on_delete=fields.RESTRICT
+    )
     amount = fields.BigIntField()
     reason = fields.CharField(max_length=500, null=True)
     status = fields.CharField(max_length=16, default="succeeded")
@@ -114,7 +131,9 @@ class AccountUsage(Model):
     """What one ID spent in one month, locked while a purchase is decided (atomic limits)."""
 
     id = fields.BigIntField(primary_key=True)
-    account = fields.ForeignKeyField("models.SubscriberAccount", related_name="usage", on_delete=fields.RESTRICT)
+    account: fields.ForeignKeyRelation[SubscriberAccount] = fields.ForeignKeyField(
+        "models.SubscriberAccount", related_name="usage", on_delete=fields.RESTRICT
+    )
     period = fields.CharField(max_length=7)
     amount = fields.BigIntField(default=0)
 
@@ -127,7 +146,9 @@ class LineUsage(Model):
     """What all IDs of one line spent in one month, locked with ``AccountUsage``."""
 
     id = fields.BigIntField(primary_key=True)
-    line = fields.ForeignKeyField("models.Line", related_name="usage", on_delete=fields.RESTRICT)
+    line: fields.ForeignKeyRelation[Line] = fields.ForeignKeyField(
+        "models.Line", related_name="usage", on_delete=fields.RESTRICT
+    )
     period = fields.CharField(max_length=7)
     amount = fields.BigIntField(default=0)
 

@@ -6,13 +6,16 @@ object as the API showed it then; delivering it is the webhooks worker's job.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
 
 from models.base import id_factory
 from models.clock import clock
+
+if TYPE_CHECKING:
+    from models.merchants import Merchant
 
 __all__ = ["EVENT_TYPES", "DeliveryAttempt", "Event", "WebhookDelivery", "WebhookEndpoint"]
 
@@ -37,10 +40,12 @@ class Event(Model):
     """``{id, type, created, data: {object}}`` as ``GET /v1/events`` shows it."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("evt"))
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="events", on_delete=fields.RESTRICT)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="events", on_delete=fields.RESTRICT
+    )
     type = fields.CharField(max_length=40)
     object_id = fields.CharField(max_length=32)
-    data = fields.JSONField()
+    data: dict[str, Any] = fields.JSONField()
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -65,9 +70,11 @@ class WebhookEndpoint(Model):
     """An HTTPS receiver of a merchant and the event types it wants (``*`` for all)."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("we"))
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="webhook_endpoints", on_delete=fields.RESTRICT)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="webhook_endpoints", on_delete=fields.RESTRICT
+    )
     url = fields.CharField(max_length=2048)
-    events = fields.JSONField()
+    events: list[str] = fields.JSONField()
     secret = fields.CharField(max_length=128)
     previous_secret = fields.CharField(max_length=128, null=True)
     previous_secret_expires_at = fields.DatetimeField(null=True)
@@ -85,8 +92,12 @@ class WebhookDelivery(Model):
     """One event to one endpoint: its ``webhook-id`` stays the same on every retry."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("msg"))
-    event = fields.ForeignKeyField("models.Event", related_name="deliveries", on_delete=fields.RESTRICT)
-    endpoint = fields.ForeignKeyField("models.WebhookEndpoint", related_name="deliveries", on_delete=fields.RESTRICT)
+    event: fields.ForeignKeyRelation[Event] = fields.ForeignKeyField(
+        "models.Event", related_name="deliveries", on_delete=fields.RESTRICT
+    )
+    endpoint: fields.ForeignKeyRelation[WebhookEndpoint] = fields.ForeignKeyField(
+        "models.WebhookEndpoint", related_name="deliveries", on_delete=fields.RESTRICT
+    )
     status = fields.CharField(max_length=16, default="pending")
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(null=True)
@@ -102,7 +113,9 @@ class DeliveryAttempt(Model):
     """One HTTP attempt of a delivery, as the delivery log shows it."""
 
     id = fields.BigIntField(primary_key=True)
-    delivery = fields.ForeignKeyField("models.WebhookDelivery", related_name="attempt_log", on_delete=fields.RESTRICT)
+    delivery: fields.ForeignKeyRelation[WebhookDelivery] = fields.ForeignKeyField(
+        "models.WebhookDelivery", related_name="attempt_log", on_delete=fields.RESTRICT
+    )
     attempted_at = fields.DatetimeField()
     status_code = fields.SmallIntField(null=True)
     duration_ms = fields.IntField()

@@ -6,10 +6,17 @@ period, one item per charge, one credit item per refund.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from models.base import State, id_factory
+
+if TYPE_CHECKING:
+    from models.charges import Charge, Refund
+    from models.lines import Line
+    from models.merchants import Merchant
 
 __all__ = [
     "BillingRun",
@@ -63,13 +70,17 @@ class Invoice(Model):
     """The monthly bill of one line: its own fee and every charge of the period."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("inv"))
-    line = fields.ForeignKeyField("models.Line", related_name="invoices", on_delete=fields.RESTRICT)
+    line: fields.ForeignKeyRelation[Line] = fields.ForeignKeyField(
+        "models.Line", related_name="invoices", on_delete=fields.RESTRICT
+    )
     period = fields.CharField(max_length=7)
     status = fields.CharEnumField(InvoiceStatus, max_length=16, default=InvoiceStatus.OPEN)
     total = fields.BigIntField()
     amount_paid = fields.BigIntField(default=0)
     due_date = fields.DateField()
-    billing_run = fields.ForeignKeyField("models.BillingRun", related_name="invoice_set", null=True)
+    billing_run: fields.ForeignKeyNullableRelation[BillingRun] = fields.ForeignKeyField(
+        "models.BillingRun", related_name="invoice_set", null=True
+    )
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -81,12 +92,20 @@ class InvoiceItem(Model):
     """One line of a bill: merchant items carry the collection state the payout reads."""
 
     id = fields.BigIntField(primary_key=True)
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="items", on_delete=fields.RESTRICT)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="items", on_delete=fields.RESTRICT
+    )
     position = fields.IntField()
     kind = fields.CharEnumField(ItemKind, max_length=16)
-    charge = fields.OneToOneField("models.Charge", related_name="invoice_item", null=True, on_delete=fields.RESTRICT)
-    refund = fields.OneToOneField("models.Refund", related_name="invoice_item", null=True, on_delete=fields.RESTRICT)
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="invoice_items", null=True)
+    charge: fields.OneToOneNullableRelation[Charge] = fields.OneToOneField(
+        "models.Charge", related_name="invoice_item", null=True, on_delete=fields.RESTRICT
+    )
+    refund: fields.OneToOneNullableRelation[Refund] = fields.OneToOneField(
+        "models.Refund", related_name="invoice_item", null=True, on_delete=fields.RESTRICT
+    )
+    merchant: fields.ForeignKeyNullableRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="invoice_items", null=True
+    )
     description = fields.CharField(max_length=500)
     amount = fields.BigIntField()
     tax_rate = fields.DecimalField(max_digits=5, decimal_places=4)
@@ -103,7 +122,9 @@ class InvoiceTax(Model):
     """Consumption tax of one invoice at one rate, computed once and rounded down."""
 
     id = fields.BigIntField(primary_key=True)
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="taxes", on_delete=fields.RESTRICT)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="taxes", on_delete=fields.RESTRICT
+    )
     rate = fields.DecimalField(max_digits=5, decimal_places=4)
     taxable_total = fields.BigIntField()
     tax = fields.BigIntField()
@@ -118,7 +139,9 @@ class Collection(Model):
     recorded at most once, so importing the same result file twice pays nothing twice."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("col"))
-    invoice = fields.ForeignKeyField("models.Invoice", related_name="collections", on_delete=fields.RESTRICT)
+    invoice: fields.ForeignKeyRelation[Invoice] = fields.ForeignKeyField(
+        "models.Invoice", related_name="collections", on_delete=fields.RESTRICT
+    )
     amount = fields.BigIntField()
     paid_at = fields.DatetimeField()
     source = fields.CharField(max_length=32)
@@ -135,8 +158,12 @@ class CollectionAllocation(Model):
     """The share of one collection that fell on one item (largest remainder)."""
 
     id = fields.BigIntField(primary_key=True)
-    collection = fields.ForeignKeyField("models.Collection", related_name="allocations", on_delete=fields.RESTRICT)
-    item = fields.ForeignKeyField("models.InvoiceItem", related_name="allocations", on_delete=fields.RESTRICT)
+    collection: fields.ForeignKeyRelation[Collection] = fields.ForeignKeyField(
+        "models.Collection", related_name="allocations", on_delete=fields.RESTRICT
+    )
+    item: fields.ForeignKeyRelation[InvoiceItem] = fields.ForeignKeyField(
+        "models.InvoiceItem", related_name="allocations", on_delete=fields.RESTRICT
+    )
     amount = fields.BigIntField()
 
     class Meta:

@@ -8,11 +8,15 @@ Amounts are signed whole yen: debit positive, credit negative.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.models import Model
 
 from models.base import id_factory
+
+if TYPE_CHECKING:
+    from models.merchants import Merchant
 
 __all__ = ["JournalEntry", "Posting", "UnbalancedEntry"]
 
@@ -55,9 +59,13 @@ class Posting(Model):
     """One side of a journal entry on one account (optionally per merchant)."""
 
     id = fields.BigIntField(primary_key=True)
-    entry = fields.ForeignKeyField("models.JournalEntry", related_name="postings", on_delete=fields.RESTRICT)
+    entry: fields.ForeignKeyRelation[JournalEntry] = fields.ForeignKeyField(
+        "models.JournalEntry", related_name="postings", on_delete=fields.RESTRICT
+    )
     account = fields.CharField(max_length=64)
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="postings", null=True)
+    merchant: fields.ForeignKeyNullableRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="postings", null=True
+    )
     amount = fields.BigIntField()
 
     class Meta:

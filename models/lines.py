@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.models import Model
@@ -68,7 +69,11 @@ class LineSession(Model):
     """
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("ls"))
-    line = fields.ForeignKeyField("models.Line", related_name="sessions", on_delete=fields.RESTRICT)
+    line: fields.ForeignKeyRelation[Line] = fields.ForeignKeyField(
+        "models.Line", related_name="sessions", on_delete=fields.RESTRICT
+    )
+    if TYPE_CHECKING:
+        line_id: str
     address = fields.CharField(max_length=64)
     network = fields.CharField(max_length=64)
     family = fields.SmallIntField()

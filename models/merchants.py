@@ -52,7 +52,9 @@ class ApiKey(Model):
     """A secret key of a merchant: several may be live at once, each revocable."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("key"))
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="api_keys", on_delete=fields.RESTRICT)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="api_keys", on_delete=fields.RESTRICT
+    )
     prefix = fields.CharField(max_length=16)
     key_hash = fields.CharField(max_length=64, unique=True)
     created_at = fields.DatetimeField()
@@ -67,7 +69,9 @@ class FeePlan(Model):
     per line when billed per line is under ``threshold`` (product.md §7)."""
 
     id = fields.BigIntField(primary_key=True)
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="fee_plans", on_delete=fields.RESTRICT)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="fee_plans", on_delete=fields.RESTRICT
+    )
     effective_from = fields.CharField(max_length=7)
     rate = fields.DecimalField(max_digits=6, decimal_places=4)
     threshold = fields.BigIntField()
@@ -82,7 +86,9 @@ class BankAccount(Model):
     """Where the payouts of a merchant go (a Zengin 総合振込 data record)."""
 
     id = fields.BigIntField(primary_key=True)
-    merchant = fields.OneToOneField("models.Merchant", related_name="bank_account", on_delete=fields.RESTRICT)
+    merchant: fields.OneToOneRelation[Merchant] = fields.OneToOneField(
+        "models.Merchant", related_name="bank_account", on_delete=fields.RESTRICT
+    )
     bank_code = fields.CharField(max_length=4)
     branch_code = fields.CharField(max_length=3)
     account_type = fields.CharField(max_length=8)
@@ -98,7 +104,9 @@ class MerchantUser(Model):
     """A staff member of a merchant who signs in to the data management site ``/merchant``."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("muser"))
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="users", on_delete=fields.RESTRICT)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="users", on_delete=fields.RESTRICT
+    )
     email = fields.CharField(max_length=254, unique=True)
     name = fields.CharField(max_length=200)
     role = fields.CharField(max_length=16)
@@ -115,7 +123,9 @@ class IdempotencyKey(Model):
     response to replay. The unique key is what makes two concurrent requests unable to both win."""
 
     id = fields.BigIntField(primary_key=True)
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="idempotency_keys", on_delete=fields.RESTRICT)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="idempotency_keys", on_delete=fields.RESTRICT
+    )
     key = fields.CharField(max_length=255)
     request_fingerprint = fields.CharField(max_length=64)
     response_status = fields.SmallIntField(null=True)

@@ -28,8 +28,8 @@ class OutboxMessage(Model):
     id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
     queue_name = fields.CharField(max_length=64)
     actor_name = fields.CharField(max_length=128)
-    args = fields.JSONField(default=list)
-    kwargs = fields.JSONField(default=dict)
+    args: list[Any] = fields.JSONField(default=list)
+    kwargs: dict[str, Any] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField()
     sent_at = fields.DatetimeField(null=True)
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from models.base import State, id_factory
+
+if TYPE_CHECKING:
+    from models.invoices import InvoiceItem
+    from models.merchants import Merchant
 
 __all__ = ["Payout", "PayoutLine", "PayoutStatus"]
 
@@ -21,7 +27,9 @@ class Payout(Model):
     """What the carrier pays one merchant for one period: collected − fee − adjustments."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("po"))
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="payouts", on_delete=fields.RESTRICT)
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="payouts", on_delete=fields.RESTRICT
+    )
     period = fields.CharField(max_length=7)
     billed = fields.BigIntField()
     lines = fields.IntField()
@@ -46,9 +54,13 @@ class PayoutLine(Model):
     """One statement line: a collected item, a refund adjustment, the fee, a carried balance."""
 
     id = fields.BigIntField(primary_key=True)
-    payout = fields.ForeignKeyField("models.Payout", related_name="statement", on_delete=fields.RESTRICT)
+    payout: fields.ForeignKeyRelation[Payout] = fields.ForeignKeyField(
+        "models.Payout", related_name="statement", on_delete=fields.RESTRICT
+    )
     kind = fields.CharField(max_length=24)
-    item = fields.ForeignKeyField("models.InvoiceItem", related_name="payout_lines", null=True)
+    item: fields.ForeignKeyNullableRelation[InvoiceItem] = fields.ForeignKeyField(
+        "models.InvoiceItem", related_name="payout_lines", null=True
+    )
     description = fields.CharField(max_length=500)
     amount = fields.BigIntField()
 

@@ -7,12 +7,17 @@ unique together, so a renewal happens at most once however often the scheduler a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
 
 from models.base import State, id_factory
+
+if TYPE_CHECKING:
+    from models.accounts import SubscriberAccount
+    from models.lines import Line
+    from models.merchants import Merchant
 
 __all__ = ["Subscription", "SubscriptionStatus"]
 
@@ -31,15 +36,21 @@ class Subscription(Model):
     """A monthly charge of a fixed amount that one subscriber agreed to once."""
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("sub"))
-    merchant = fields.ForeignKeyField("models.Merchant", related_name="subscriptions", on_delete=fields.RESTRICT)
-    account = fields.ForeignKeyField(
+    merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
+        "models.Merchant", related_name="subscriptions", on_delete=fields.RESTRICT
+    )
+    if TYPE_CHECKING:
+        merchant_id: str
+    account: fields.ForeignKeyNullableRelation[SubscriberAccount] = fields.ForeignKeyField(
         "models.SubscriberAccount", related_name="subscriptions", null=True, on_delete=fields.RESTRICT
     )
-    line = fields.ForeignKeyField("models.Line", related_name="subscriptions", null=True, on_delete=fields.RESTRICT)
+    line: fields.ForeignKeyNullableRelation[Line] = fields.ForeignKeyField(
+        "models.Line", related_name="subscriptions", null=True, on_delete=fields.RESTRICT
+    )
     amount = fields.BigIntField()
     description = fields.CharField(max_length=500)
     merchant_reference = fields.CharField(max_length=255, null=True)
-    metadata = fields.JSONField(default=dict)
+    metadata: dict[str, Any] = fields.JSONField(default=dict)
     return_url = fields.CharField(max_length=2048, null=True)
     confirmation_token = fields.CharField(max_length=64, null=True, unique=True)
     confirmation_url = fields.CharField(max_length=2048, null=True)

@@ -77,7 +77,7 @@ class Settings:
         """A copy with some fields changed (tests and ``matomete up`` use it)."""
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
         values.update(changes)
-        return Settings(**values)  # type: ignore[arg-type]
+        return Settings(**values)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:

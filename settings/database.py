@@ -16,7 +16,7 @@ __all__ = ["close_database", "open_database", "tortoise_config"]
 def tortoise_config(settings: Settings) -> dict[str, Any]:
     """The dict ``Tortoise.init(config=...)`` and the migration tool both take."""
     if settings.is_sqlite:
-        credentials: dict[str, Any] = {
+        credentials: dict[str, Any] | str = {
             "engine": "tortoise.backends.sqlite",
             "credentials": {
                 "file_path": settings.database_url.removeprefix("sqlite://"),

@@ -25,7 +25,7 @@ SECRET_KEYS = frozenset(
 )
 
 
-def redact(_logger: object, _method: str, event_dict: dict[str, object]) -> dict[str, object]:
+def redact(_logger: object, _method: str, event_dict: structlog.typing.EventDict) -> structlog.typing.EventDict:
     """Never let a password, key or token reach a log line, whoever passed it."""
     for key in list(event_dict):
         if key.lower() in SECRET_KEYS:

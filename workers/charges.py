@@ -34,7 +34,7 @@ async def cancel_line_subscriptions(line_id: str) -> None:
             await subscription.save(update_fields=["status", "canceled_at", "cancel_reason"])
             await Event.record(
                 "subscription.canceled",
-                merchant_id=subscription.merchant_id,  # type: ignore[attr-defined]
+                merchant_id=subscription.merchant_id,
                 obj=subscription.to_api(),
             )
     log.info("line_subscriptions_canceled", line_id=line_id, canceled=len(subscriptions))

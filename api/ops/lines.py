@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -127,7 +127,7 @@ def session_view(session: LineSession) -> dict[str, object]:
     """The ops API's session object."""
     return {
         "id": session.id,
-        "line_id": session.line_id,  # type: ignore[attr-defined]
+        "line_id": session.line_id,
         "address": session.address,
         "started_at": session.started_at,
         "ended_at": session.ended_at,
@@ -138,7 +138,7 @@ def account_view(account: SubscriberAccount, *, initial_password: str | None = N
     """The ops API's subscriber ID object (never the hash)."""
     view: dict[str, object] = {
         "login_id": account.login_id,
-        "line_id": account.line_id,  # type: ignore[attr-defined]
+        "line_id": account.line_id,
         "is_minor": account.is_minor,
         "monthly_limit": account.monthly_limit,
         "status": account.status.value,
@@ -265,12 +265,12 @@ async def open_session(request: web.Request, body: SessionCreate) -> web.Respons
         overlapping = [
             other
             for other in await LineSession.filter(ended_at=None, family=family).exclude(line_id=line.line_id)
-            if ipaddress.ip_network(other.network).overlaps(wanted)  # type: ignore[arg-type]
+            if ipaddress.ip_network(other.network).overlaps(wanted)
         ]
         for other in overlapping:
             other.ended_at = now
             await other.save(update_fields=["ended_at"])
-            await _audit(request, "session.superseded", "line", other.line_id, session=other.id)  # type: ignore[attr-defined]
+            await _audit(request, "session.superseded", "line", other.line_id, session=other.id)
         session = await LineSession.create(line=line, address=address, network=network, family=family, started_at=now)
         await _audit(request, "session.open", "line", line.line_id, session=session.id, address=address)
     return json_response(session_view(session), status=201)
@@ -323,7 +323,8 @@ async def create_account(request: web.Request, body: AccountCreate) -> web.Respo
             line = await _line(request.match_info["line_id"], lock=True)
             if line.status == LineStatus.TERMINATED:
                 raise Conflict("The line is terminated.", param="line_id", code="line_terminated")
-            taken = set(
+            # A flat values_list is typed as a list of tuples; here it is the slots themselves.
+            taken: set[Any] = set(
                 await SubscriberAccount.filter(line_id=line.line_id, slot__not_isnull=True).values_list(
                     "slot", flat=True
                 )

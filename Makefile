@@ -33,6 +33,7 @@ test-services: $(BIN)/matomete ## the suite on PostgreSQL + RabbitMQ (skips unle
 lint: $(BIN)/matomete ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
 
 migrations: $(BIN)/matomete ## write a migration for model changes (tortoise makemigrations)
 	MATOMETE_DATABASE_URL=sqlite:///tmp/matomete-makemigrations.sqlite3 $(BIN)/tortoise -c settings.database.TORTOISE_ORM makemigrations

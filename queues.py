@@ -37,7 +37,7 @@ from tortoise.transactions import in_transaction
 
 from models.clock import Clock, clock
 from models.outbox import OutboxMessage
-from settings import Settings, load_settings, read_broker_url
+from settings import Settings, ensure_local_secrets, load_settings, read_broker_url
 from settings.database import close_database, open_database
 from settings.logging import configure_logging
 
@@ -61,6 +61,19 @@ RELAY_BATCH = 500
 log = structlog.get_logger("matomete.queues")
 
 
+_worker_settings: Settings | None = None
+
+
+def worker_settings() -> Settings:
+    """The settings of this worker process: those given to ``start_worker``, else the
+    environment's (with the embedded mode's local secrets, as ``matomete up`` makes them)."""
+    global _worker_settings  # noqa: PLW0603 - read once per process, like every process's settings
+    if _worker_settings is None:
+        loaded = load_settings()
+        _worker_settings = ensure_local_secrets(loaded) if loaded.is_sqlite else loaded
+    return _worker_settings
+
+
 class _DaemonEventLoopThread(EventLoopThread):
     def __init__(self, logger: Any, interrupt_check_ival: float = 0.1) -> None:
         super().__init__(logger, interrupt_check_ival)
@@ -82,7 +95,7 @@ class LoggingAtBoot(Middleware):
     """A worker process logs like every other Matomete process: structlog, in the configured
     format, to the stream Dramatiq collects from its worker processes."""
 
-    def __init__(self, settings_factory: Callable[[], Settings] = load_settings) -> None:
+    def __init__(self, settings_factory: Callable[[], Settings] = worker_settings) -> None:
         self.settings_factory = settings_factory
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -100,7 +113,7 @@ class TortoiseOnLoop(Middleware):
     Workers never build the schema: migrations do (two processes would race on ``pg_type``).
     """
 
-    def __init__(self, settings_factory: Callable[[], Settings] = load_settings) -> None:
+    def __init__(self, settings_factory: Callable[[], Settings] = worker_settings) -> None:
         self.settings_factory = settings_factory
         self.context: TortoiseContext | None = None
 
@@ -194,7 +207,7 @@ class LogContext(Middleware):
     after_skip_message = after_process_message
 
 
-def build_broker(broker_url: str, *, settings_factory: Callable[[], Settings] = load_settings) -> dramatiq.Broker:
+def build_broker(broker_url: str, *, settings_factory: Callable[[], Settings] = worker_settings) -> dramatiq.Broker:
     """The broker for ``broker_url`` with Matomete's middleware and every queue declared."""
     built: dramatiq.Broker
     if broker_url.startswith("memory://"):
@@ -223,10 +236,17 @@ def declare_queues() -> None:
 
 
 def start_worker(
-    loop: asyncio.AbstractEventLoop | None = None, *, queues: Iterable[str] | None = None, threads: int = 8
+    loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    settings: Settings | None = None,
+    queues: Iterable[str] | None = None,
+    threads: int = 8,
 ) -> dramatiq.Worker:
     """Start a worker on this process's broker: in-process (``loop`` required: the actors run
     on it) or consuming RabbitMQ, with its own loop thread and database connections."""
+    global _worker_settings  # noqa: PLW0603 - the worker's settings are the caller's
+    if settings is not None:
+        _worker_settings = settings
     for middleware in broker.middleware:
         if isinstance(middleware, InProcessAsyncIO):
             middleware.loop = loop

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
+import aiohttp_jinja2
+import aiohttp_session
+import jinja2
 from aiohttp import web
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from cryptography.fernet import Fernet
 
 import queues
-from api import health
+from api import confirm, health
 from api.keys import BROKER_PROBE, SETTINGS
+from api.merchant import merchant_app
 from api.middlewares import error_middleware, request_id_middleware
 from api.ops import ops_app
 from models.clock import clock
-from settings import Settings
+from settings import Settings, SettingsError
 from settings.database import close_database, open_database
 
 __all__ = ["create_app"]
 
 MAX_BODY_BYTES = 1024 * 1024
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _database_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -39,6 +49,24 @@ def create_app(settings: Settings, *, broker_probe: Callable[[], bool] | None = 
     app[SETTINGS] = settings
     app[BROKER_PROBE] = broker_probe or queues.broker_probe(settings)
     app.cleanup_ctx.append(_database_ctx(settings))
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    aiohttp_session.setup(app, _cookie_storage(settings))
     app.add_routes(health.routes)
+    app.add_routes(confirm.routes)
     app.add_subapp("/ops/v1", ops_app(settings))
+    app.add_subapp("/v1", merchant_app(settings))
     return app
+
+
+def _cookie_storage(settings: Settings) -> EncryptedCookieStorage:
+    """Encrypted, signed session cookies keyed from ``MATOMETE_SECRET_KEY``."""
+    if not settings.secret_key:
+        raise SettingsError("SECRET_KEY", "is required to serve pages (cookie sessions)")
+    key = hashlib.sha256(b"matomete/session/" + settings.secret_key.encode()).digest()
+    return EncryptedCookieStorage(
+        Fernet(base64.urlsafe_b64encode(key)),
+        cookie_name="matomete_session",
+        httponly=True,
+        samesite="Lax",
+        secure=settings.base_url.startswith("https://"),
+    )

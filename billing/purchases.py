@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["LOCK_AFTER_FAILURES", "LOCK_DURATION", "Decision", "PurchaseFacts", "decide_purchase"]
+__all__ = ["LOCK_AFTER_FAILURES", "LOCK_DURATION", "Decision", "PurchaseFacts", "decide_purchase", "decide_renewal"]
 
 LOCK_AFTER_FAILURES = 5
 LOCK_DURATION = timedelta(minutes=30)
@@ -82,3 +82,24 @@ def _first_failure(facts: PurchaseFacts) -> str | None:
         (facts.line_spent + facts.amount <= facts.line_limit, "limit_exceeded"),
     )
     return next((code for passed, code in checks if not passed), None)
+
+
+def decide_renewal(facts: PurchaseFacts) -> Decision:
+    """A monthly renewal: the subscriber agreed once, so no password, lock or address is
+    asked again; the line, the merchant and the limits are checked as for a purchase."""
+    return decide_purchase(
+        PurchaseFacts(
+            now=facts.now,
+            amount=facts.amount,
+            account_found=True,
+            password_ok=True,
+            line_active=facts.line_active,
+            line_eligible=facts.line_eligible,
+            address_in_open_session=True,
+            merchant_active=facts.merchant_active,
+            account_spent=facts.account_spent,
+            account_limit=facts.account_limit,
+            line_spent=facts.line_spent,
+            line_limit=facts.line_limit,
+        )
+    )

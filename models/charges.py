@@ -27,6 +27,7 @@ __all__ = [
     "BillingStatus",
     "Charge",
     "ChargeStatus",
+    "ConfirmationAttempt",
     "FailureCode",
     "LineUsage",
     "Refund",
@@ -103,10 +104,64 @@ class Charge(Model):
     expires_at = fields.DatetimeField(null=True)
     decided_at = fields.DatetimeField(null=True)
 
+    if TYPE_CHECKING:
+        merchant_id: str
+        subscription_id: str | None
+        account_id: str | None
+        line_id: str | None
+        payout_id: str | None
+
     class Meta:
         table = "charges"
         unique_together = (("subscription_id", "renewal_period"),)
         indexes = (("merchant_id", "created_at"), ("status", "expires_at"), ("period", "billing_status"))
+
+    def to_api(self) -> dict[str, Any]:
+        """The charge object of the merchant API (and of its events)."""
+        return {
+            "id": self.id,
+            "object": "charge",
+            "status": self.status.value,
+            "amount": self.amount,
+            "currency": self.currency,
+            "description": self.description,
+            "merchant_reference": self.merchant_reference,
+            "metadata": self.metadata,
+            "return_url": self.return_url,
+            "confirmation_url": self.confirmation_url,
+            "failure_code": self.failure_code.value if self.failure_code else None,
+            "billing_status": self.billing_status.value if self.billing_status else None,
+            "subscription": self.subscription_id,
+            "refunded_amount": self.refunded_amount,
+            "payout_id": self.payout_id,
+            "period": self.period,
+            "created": int(self.created_at.timestamp()),
+        }
+
+
+class ConfirmationAttempt(Model):
+    """One sign-in on a confirmation page, waiting for the auth worker.
+
+    The password travels to the worker sealed (encrypted with a key derived from
+    ``MATOMETE_SECRET_KEY``) in this row, never in a message, and is wiped once decided.
+    """
+
+    id = fields.CharField(max_length=32, primary_key=True, default=id_factory("att"))
+    charge: fields.ForeignKeyRelation[Charge] = fields.ForeignKeyField(
+        "models.Charge", related_name="attempts", on_delete=fields.RESTRICT
+    )
+    login_id = fields.CharField(max_length=64)
+    sealed_password = fields.TextField(null=True)
+    client_address = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+    decided_at = fields.DatetimeField(null=True)
+    failure_code = fields.CharEnumField(FailureCode, max_length=24, null=True)
+
+    if TYPE_CHECKING:
+        charge_id: str
+
+    class Meta:
+        table = "confirmation_attempts"
 
 
 class Refund(Model):

@@ -7,12 +7,15 @@ forms, which run it on a thread so the loop keeps serving.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet, InvalidToken
 
-__all__ = ["generate_password", "hash_password", "verify_password"]
+__all__ = ["generate_password", "hash_password", "seal_password", "unseal_password", "verify_password"]
 
 _hasher = PasswordHasher()  # argon2id, the library's RFC 9106 "low memory" profile
 # No 0/O, 1/l/I: the carrier prints the initial password on a letter and people type it.
@@ -40,3 +43,21 @@ async def verify_password(password_hash: str, password: str) -> bool:
             return False
 
     return await asyncio.get_running_loop().run_in_executor(None, check)
+
+
+def _fernet(secret_key: str) -> Fernet:
+    digest = hashlib.sha256(b"matomete/sealed-password/" + secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def seal_password(password: str, secret_key: str) -> str:
+    """``password`` encrypted for the auth worker (who holds the same secret key)."""
+    return _fernet(secret_key).encrypt(password.encode()).decode()
+
+
+def unseal_password(sealed: str, secret_key: str) -> str | None:
+    """The password sealed by ``seal_password``; None if it was sealed with another key."""
+    try:
+        return _fernet(secret_key).decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        return None

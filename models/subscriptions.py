@@ -41,6 +41,8 @@ class Subscription(Model):
     )
     if TYPE_CHECKING:
         merchant_id: str
+        account_id: str | None
+        line_id: str | None
     account: fields.ForeignKeyNullableRelation[SubscriberAccount] = fields.ForeignKeyField(
         "models.SubscriberAccount", related_name="subscriptions", null=True, on_delete=fields.RESTRICT
     )
@@ -56,6 +58,7 @@ class Subscription(Model):
     confirmation_url = fields.CharField(max_length=2048, null=True)
     status = fields.CharEnumField(SubscriptionStatus, max_length=24, default=SubscriptionStatus.REQUIRES_CONFIRMATION)
     current_period = fields.CharField(max_length=7, null=True)
+    expires_at = fields.DatetimeField(null=True)
     canceled_at = fields.DatetimeField(null=True)
     cancel_reason = fields.CharField(max_length=32, null=True)
     created_at = fields.DatetimeField()

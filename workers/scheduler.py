@@ -20,6 +20,7 @@ import structlog
 from models.clock import Clock, clock
 from models.merchants import IdempotencyKey
 from models.outbox import OutboxMessage
+from workers import charges
 
 __all__ = ["JOBS", "Job", "run_due_jobs", "run_scheduler"]
 
@@ -47,7 +48,13 @@ async def prune_idempotency_keys(now: datetime) -> int:
     return await IdempotencyKey.filter(created_at__lt=now - IDEMPOTENCY_KEPT, completed_at__not_isnull=True).delete()
 
 
-JOBS: list[Job] = [Job("prune_outbox", prune_outbox), Job("prune_idempotency_keys", prune_idempotency_keys)]
+JOBS: list[Job] = [
+    Job("expire_unconfirmed_charges", charges.expire_unconfirmed_charges),
+    Job("create_due_renewals", charges.create_due_renewals),
+    Job("cancel_overdue_subscriptions", charges.cancel_overdue_subscriptions),
+    Job("prune_outbox", prune_outbox),
+    Job("prune_idempotency_keys", prune_idempotency_keys),
+]
 
 
 async def run_due_jobs(jobs: list[Job] | None = None) -> dict[str, int]:

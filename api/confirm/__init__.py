@@ -1,0 +1,282 @@
+"""The confirmation pages (product.md §3): the subscriber signs in and confirms or declines.
+
+``GET /confirm/{token}`` shows what is being bought and the sign-in form; the form posts back
+to the same URL; the answer is decided by the auth worker while ``/wait`` refreshes itself
+(no JavaScript needed) and ``/status`` tells scripts; then the subscriber goes back to the
+merchant's ``return_url`` with a signed status.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session
+from tortoise.transactions import in_transaction
+
+from api.http import json_response
+from api.keys import SETTINGS
+from billing.periods import period_of
+from billing.signing import return_redirect
+from models.charges import Charge, ChargeStatus, ConfirmationAttempt, FailureCode
+from models.clock import clock
+from models.events import Event
+from models.merchants import Merchant
+from models.outbox import send
+from models.passwords import seal_password
+from models.subscriptions import Subscription, SubscriptionStatus
+from settings import Settings
+
+__all__ = ["client_address", "routes"]
+
+routes = web.RouteTableDef()
+CSRF_KEY = "csrf"
+FINAL = {"succeeded", "failed", "canceled"}
+
+
+@dataclass
+class Purchase:
+    """A charge or a subscription as the confirmation pages show it."""
+
+    charge: Charge | None
+    subscription: Subscription | None
+    merchant: Merchant
+
+    @property
+    def monthly(self) -> bool:
+        """True for a subscription."""
+        return self.subscription is not None
+
+    @property
+    def target(self) -> Charge | Subscription:
+        """The object the merchant created and the redirect names."""
+        return self.subscription or self.charge  # type: ignore[return-value]
+
+    async def current_charge(self) -> Charge | None:
+        """The charge being decided: the charge itself, or the subscription's first month."""
+        if self.subscription is None:
+            return self.charge
+        return await Charge.filter(subscription_id=self.subscription.id).order_by("created_at").first()
+
+    async def status(self) -> tuple[str, str | None]:
+        """(status, failure_code) in the terms of the return redirect, or a pending state."""
+        if self.subscription is None:
+            assert self.charge is not None  # noqa: S101 - one of the two is always set
+            return self.charge.status.value, self.charge.failure_code.value if self.charge.failure_code else None
+        charge = await self.current_charge()
+        state = self.subscription.status
+        code = charge.failure_code.value if charge is not None and charge.failure_code else None
+        if state == SubscriptionStatus.REQUIRES_CONFIRMATION:
+            return (
+                "processing"
+                if charge is not None and charge.status == ChargeStatus.PROCESSING
+                else "requires_confirmation"
+            ), None
+        if state in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
+            return "succeeded", None
+        return ("failed" if state == SubscriptionStatus.FAILED else "canceled"), code
+
+    def redirect_url(self, status: str) -> str | None:
+        """The signed return URL for a final status."""
+        return_url = self.target.return_url
+        if status not in FINAL or not return_url:
+            return None
+        name = "subscription" if self.monthly else "charge"
+        return return_redirect(
+            return_url, {name: self.target.id, "status": status}, self.merchant.return_signing_secret
+        )
+
+
+async def _purchase(token: str) -> Purchase:
+    charge = await Charge.get_or_none(confirmation_token=token)
+    subscription = None if charge else await Subscription.get_or_none(confirmation_token=token)
+    if charge is None and subscription is None:
+        raise web.HTTPNotFound(text="この確認画面は存在しません。")
+    merchant_id = (charge or subscription).merchant_id  # type: ignore[union-attr]
+    return Purchase(charge=charge, subscription=subscription, merchant=await Merchant.get(id=merchant_id))
+
+
+def client_address(request: web.Request, settings: Settings) -> str:
+    """The socket peer; behind a trusted proxy, the nearest untrusted X-Forwarded-For hop."""
+    peer = request.remote or ""
+    hops = [peer]
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()] + hops
+    for hop in reversed(hops):
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return peer
+        if not any(address in network for network in settings.trusted_proxies):
+            return str(address)
+    return peer
+
+
+async def _csrf_token(request: web.Request) -> str:
+    session = await get_session(request)
+    if CSRF_KEY not in session:
+        session[CSRF_KEY] = secrets.token_urlsafe(32)
+    return str(session[CSRF_KEY])
+
+
+async def _form(
+    request: web.Request, purchase: Purchase, *, error: str | None = None, status: int = 200, login_id: str = ""
+) -> web.Response:
+    context: dict[str, Any] = {
+        "merchant": purchase.merchant.name,
+        "description": purchase.target.description,
+        "amount": f"{purchase.target.amount:,}",
+        "monthly": purchase.monthly,
+        "csrf_token": await _csrf_token(request),
+        "error": error,
+        "login_id": login_id,
+        "action_url": request.path,
+    }
+    return aiohttp_jinja2.render_template("confirm.html", request, context, status=status)
+
+
+async def _finished(request: web.Request, purchase: Purchase) -> web.StreamResponse | None:
+    """Where to send a visitor of a purchase that is no longer waiting for them."""
+    status, _ = await purchase.status()
+    if status == "requires_confirmation":
+        return None
+    if status == "processing":
+        return web.HTTPSeeOther(f"{request.path.rstrip('/')}/wait")
+    url = purchase.redirect_url(status)
+    if url is None:
+        return aiohttp_jinja2.render_template("done.html", request, {"status": status})
+    return web.HTTPSeeOther(url)
+
+
+@routes.get("/confirm/{token}")
+async def show_confirmation(request: web.Request) -> web.StreamResponse:
+    """What is being bought, and the sign-in form with confirm and decline."""
+    purchase = await _purchase(request.match_info["token"])
+    finished = await _finished(request, purchase)
+    return finished or await _form(request, purchase)
+
+
+@routes.post("/confirm/{token}")
+async def answer_confirmation(request: web.Request) -> web.StreamResponse:
+    """Record the subscriber's answer: decline at once, or hand the sign-in to the auth worker."""
+    purchase = await _purchase(request.match_info["token"])
+    form = await request.post()
+    login_id = str(form.get("login_id", "")).strip()
+    session = await get_session(request)
+    expected = session.get(CSRF_KEY)
+    offered = str(form.get("csrf_token", ""))
+    if not expected or not secrets.compare_digest(offered, str(expected)):
+        return await _form(
+            request,
+            purchase,
+            status=403,
+            login_id=login_id,
+            error="画面の有効期限が切れたか、不正な送信です。もう一度お試しください。",
+        )
+    action = form.get("action")
+    if action not in ("confirm", "decline"):
+        return await _form(request, purchase, status=400, login_id=login_id, error="操作を選んでください。")
+    password = str(form.get("password", ""))
+    if action == "confirm" and (not login_id or not password):
+        return await _form(
+            request, purchase, status=400, login_id=login_id, error="お客様IDとパスワードを入力してください。"
+        )
+    settings: Settings = request.app[SETTINGS]
+    async with in_transaction():
+        target = await type(purchase.target).select_for_update().get(id=purchase.target.id)
+        now = await clock.now()
+        if target.status != "requires_confirmation":
+            pass  # answered already (a second click, another tab): show where it stands
+        elif target.expires_at is not None and target.expires_at <= now:
+            await _expire(target, now)
+        elif action == "decline":
+            await _decline(target, now)
+        else:
+            await _hand_to_auth_worker(
+                target, login_id, seal_password(password, settings.secret_key), client_address(request, settings), now
+            )
+    purchase = await _purchase(request.match_info["token"])
+    finished = await _finished(request, purchase)
+    return finished or web.HTTPSeeOther(f"{request.path.rstrip('/')}/wait")
+
+
+async def _expire(target: Charge | Subscription, now: Any) -> None:
+    if isinstance(target, Charge):
+        target.status, target.failure_code, target.decided_at = ChargeStatus.FAILED, FailureCode.EXPIRED, now
+        await target.save(update_fields=["status", "failure_code", "decided_at"])
+        await Event.record("charge.failed", merchant_id=target.merchant_id, obj=target.to_api())
+    else:
+        target.status = SubscriptionStatus.FAILED
+        await target.save(update_fields=["status"])
+
+
+async def _decline(target: Charge | Subscription, now: Any) -> None:
+    if isinstance(target, Charge):
+        target.status, target.decided_at = ChargeStatus.CANCELED, now
+        await target.save(update_fields=["status", "decided_at"])
+        await Event.record("charge.canceled", merchant_id=target.merchant_id, obj=target.to_api())
+    else:
+        target.status, target.canceled_at, target.cancel_reason = SubscriptionStatus.CANCELED, now, "declined"
+        await target.save(update_fields=["status", "canceled_at", "cancel_reason"])
+        await Event.record("subscription.canceled", merchant_id=target.merchant_id, obj=target.to_api())
+
+
+async def _hand_to_auth_worker(
+    target: Charge | Subscription, login_id: str, sealed: str, address: str, now: Any
+) -> None:
+    from workers.auth import verify_purchase
+
+    if isinstance(target, Charge):
+        charge = target
+        charge.status = ChargeStatus.PROCESSING
+        charge.client_address = address
+        await charge.save(update_fields=["status", "client_address"])
+    else:
+        if await Charge.exists(subscription_id=target.id):
+            return  # the first month is being decided already
+        charge = await Charge.create(
+            merchant_id=target.merchant_id,
+            subscription=target,
+            renewal_period=period_of(now),
+            amount=target.amount,
+            description=target.description,
+            merchant_reference=target.merchant_reference,
+            metadata=target.metadata,
+            status=ChargeStatus.PROCESSING,
+            client_address=address,
+            created_at=now,
+        )
+    attempt = await ConfirmationAttempt.create(
+        charge=charge, login_id=login_id[:64], sealed_password=sealed, client_address=address, created_at=now
+    )
+    await send(verify_purchase, attempt.id)
+
+
+@routes.get("/confirm/{token}/wait")
+async def wait_for_decision(request: web.Request) -> web.StreamResponse:
+    """Refreshes itself every second until the decision is in, then goes back to the merchant."""
+    purchase = await _purchase(request.match_info["token"])
+    status, _ = await purchase.status()
+    if status == "requires_confirmation":
+        return web.HTTPSeeOther(request.path.removesuffix("/wait"))
+    if status in FINAL:
+        finished = await _finished(request, purchase)
+        assert finished is not None  # noqa: S101 - a final status always has somewhere to go
+        return finished
+    return aiohttp_jinja2.render_template(
+        "wait.html", request, {"status_url": request.path.removesuffix("/wait") + "/status"}
+    )
+
+
+@routes.get("/confirm/{token}/status")
+async def decision_status(request: web.Request) -> web.Response:
+    """``{status, failure_code, redirect_url}`` for scripts polling the decision."""
+    purchase = await _purchase(request.match_info["token"])
+    status, failure_code = await purchase.status()
+    return json_response(
+        {"status": status, "failure_code": failure_code, "redirect_url": purchase.redirect_url(status)}
+    )

@@ -1,0 +1,48 @@
+"""The merchant API ``/v1`` (product.md §3, §9, §11): charges, subscriptions, refunds, events.
+
+Every request carries ``Authorization: Bearer <API key>``; a merchant sees only its own objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from api.keys import SETTINGS
+from api.merchant import charges, docs, events, refunds, subscriptions
+from api.merchant.idempotency import idempotency_middleware
+from api.merchant.table import MERCHANT, merchant_routes
+from billing.errors import AuthenticationFailed
+from models.merchants import ApiKey
+from settings import Settings
+
+__all__ = ["merchant_app"]
+
+_ = (charges, events, refunds, subscriptions)  # importing them declares their routes
+PUBLIC_SUFFIXES = ("/openapi.json", "/docs")
+
+
+@web.middleware
+async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Find the merchant by its live API key (stored as a SHA-256 digest)."""
+    if request.path.endswith(PUBLIC_SUFFIXES):
+        return await handler(request)
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not offered:
+        raise AuthenticationFailed("An API key is required: Authorization: Bearer sk_live_...", code="missing_api_key")
+    record = await ApiKey.filter(key_hash=hashlib.sha256(offered.encode()).hexdigest(), revoked_at=None).first()
+    if record is None:
+        raise AuthenticationFailed("This API key is not valid, or has been revoked.", code="invalid_api_key")
+    request[MERCHANT] = await record.merchant
+    return await handler(request)
+
+
+def merchant_app(settings: Settings) -> web.Application:
+    """The ``/v1`` sub-application."""
+    app = web.Application(middlewares=[api_key_auth, idempotency_middleware])
+    app[SETTINGS] = settings
+    app.add_routes(merchant_routes.routes())
+    app.add_routes([web.get("/docs", docs.docs_page)])
+    return app

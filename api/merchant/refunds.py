@@ -1,0 +1,108 @@
+"""Refunds: full or partial, at most what is not yet refunded (product.md §3)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from tortoise.transactions import in_transaction
+
+from api.http import Body, json_response
+from api.merchant.fields import Amount
+from api.merchant.lists import page
+from api.merchant.table import merchant_of, merchant_routes, not_found
+from billing.errors import Conflict, InvalidRequest
+from models.charges import Charge, ChargeStatus, Refund
+from models.clock import clock
+from models.events import Event
+
+__all__ = ["refund_view"]
+
+
+class RefundCreate(Body):
+    """Give back all (no amount) or part of a succeeded charge."""
+
+    charge: Annotated[str, Field(min_length=1, max_length=64)]
+    amount: Amount | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+
+
+class RefundOut(BaseModel):
+    """The refund object."""
+
+    id: str
+    object: str
+    charge: str
+    amount: int
+    reason: str | None
+    status: str
+    created: int
+
+
+def refund_view(refund: Refund) -> dict[str, Any]:
+    """The refund object of the merchant API."""
+    return {
+        "id": refund.id,
+        "object": "refund",
+        "charge": refund.charge_id,  # type: ignore[attr-defined]
+        "amount": refund.amount,
+        "reason": refund.reason,
+        "status": refund.status,
+        "created": int(refund.created_at.timestamp()),
+    }
+
+
+@merchant_routes.route(
+    "POST",
+    "/refunds",
+    summary="Refund a charge",
+    body=RefundCreate,
+    response=RefundOut,
+    status=201,
+    errors=(400, 401, 404, 409),
+)
+async def create_refund(request: web.Request, body: RefundCreate) -> web.Response:
+    """A refund of an unbilled charge lowers what is billed; of a billed one, it becomes a credit
+    on the line's next invoice and an adjustment on the merchant's next payout."""
+    async with in_transaction():
+        charge = await Charge.select_for_update().get_or_none(id=body.charge, merchant_id=merchant_of(request).id)
+        if charge is None:
+            raise not_found("charge", body.charge, param="charge")
+        if charge.status != ChargeStatus.SUCCEEDED:
+            raise Conflict(
+                f"A {charge.status.value} charge has nothing to refund.", param="charge", code="charge_not_refundable"
+            )
+        remaining = charge.amount - charge.refunded_amount
+        amount = remaining if body.amount is None else body.amount
+        if remaining == 0:
+            raise Conflict("This charge is refunded in full already.", param="charge", code="charge_already_refunded")
+        if amount > remaining:
+            raise InvalidRequest(
+                f"amount is above the {remaining} yen not yet refunded.", param="amount", code="amount_too_large"
+            )
+        now = await clock.now()
+        refund = await Refund.create(charge=charge, amount=amount, reason=body.reason, created_at=now)
+        charge.refunded_amount += amount
+        await charge.save(update_fields=["refunded_amount"])
+        await Event.record("charge.refunded", merchant_id=charge.merchant_id, obj=charge.to_api())
+    return json_response(refund_view(refund), status=201)
+
+
+@merchant_routes.route("GET", "/refunds/{id}", summary="Retrieve a refund", response=RefundOut)
+async def get_refund(request: web.Request) -> web.Response:
+    """One of this merchant's refunds."""
+    refund_id = request.match_info["id"]
+    refund = await Refund.get_or_none(id=refund_id, charge__merchant_id=merchant_of(request).id)
+    if refund is None:
+        raise not_found("refund", refund_id)
+    return json_response(refund_view(refund))
+
+
+@merchant_routes.route("GET", "/refunds", summary="List refunds (newest first; charge filter)")
+async def list_refunds(request: web.Request) -> web.Response:
+    """This merchant's refunds, newest first."""
+    query: Any = Refund.filter(charge__merchant_id=merchant_of(request).id)
+    if "charge" in request.query:
+        query = query.filter(charge_id=request.query["charge"])
+    return json_response(await page(request.query, query, view=refund_view, filters=("charge",)))

@@ -250,7 +250,8 @@ def start_worker(
     for middleware in broker.middleware:
         if isinstance(middleware, InProcessAsyncIO):
             middleware.loop = loop
-    worker = dramatiq.Worker(broker, queues=set(queues) if queues else None, worker_threads=threads)
+    # A short consumer timeout makes stopping quick (a consumer checks for shutdown between waits).
+    worker = dramatiq.Worker(broker, queues=set(queues) if queues else None, worker_threads=threads, worker_timeout=100)
     worker.start()
     return worker
 

@@ -53,7 +53,7 @@ async def _up(settings: Settings) -> None:
     demo = await seed_demo(settings)
     stop = _stop_event()
     loop = asyncio.get_running_loop()
-    worker = queues.start_worker(loop)
+    worker = queues.start_worker(loop, settings=settings)
     relay = asyncio.create_task(queues.relay_forever(queues.MemoryPublisher(queues.broker), stop=stop))
     scheduler = asyncio.create_task(run_scheduler(stop=stop))
     site = web.TCPSite(runner, settings.host, settings.port)

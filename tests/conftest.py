@@ -224,7 +224,7 @@ async def worker(settings: Settings) -> AsyncIterator[Any]:
     queues.declare_queues()
     queues.broker.flush_all()
     loop = asyncio.get_running_loop()
-    started = queues.start_worker(loop, threads=4)
+    started = queues.start_worker(loop, settings=settings, threads=4)
     yield started
     await loop.run_in_executor(None, started.stop)
 

@@ -1,8 +1,16 @@
-"""Request bodies several test modules share."""
+"""Request bodies and helpers several test modules share."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+import queues
+from settings import Settings
 
 MERCHANT_BODY: dict[str, Any] = {
     "name": "ストリーム動画株式会社",
@@ -26,3 +34,83 @@ def line_body(line_id: str, **changes: Any) -> dict[str, Any]:
         "base_monthly_fee": 5500,
         **changes,
     }
+
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Shop:
+    """A provisioned line with a session for 127.0.0.1, an ID on it, and a merchant."""
+
+    line_id: str
+    login_id: str
+    password: str
+    merchant_id: str
+    api_key: str
+    signing_secret: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The merchant's API headers."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+async def open_shop(ops: Any, *, line_id: str = "CAF0000001001", login_id: str = "taro", **account: Any) -> Shop:
+    """Provision everything a purchase needs, through the ops API."""
+    status, _ = await ops.post("/ops/v1/lines", json=line_body(line_id))
+    assert status == 201
+    status, _ = await ops.post(f"/ops/v1/lines/{line_id}/sessions", json={"address": "127.0.0.1"})
+    assert status in (200, 201)
+    status, created = await ops.post(f"/ops/v1/lines/{line_id}/accounts", json={"login_id": login_id, **account})
+    assert status == 201, created
+    status, merchant = await ops.post("/ops/v1/merchants", json=MERCHANT_BODY)
+    assert status == 201
+    return Shop(
+        line_id,
+        login_id,
+        created["initial_password"],
+        merchant["id"],
+        merchant["api_key"],
+        merchant["return_signing_secret"],
+    )
+
+
+async def answer(  # noqa: PLR0913 - the form fields, keyword-only
+    client: Any,
+    confirmation_url: str,
+    *,
+    login_id: str = "",
+    password: str = "",
+    action: str = "confirm",
+    csrf: str | None = None,
+) -> Any:
+    """Open the confirmation page and post the form as a browser would; the raw response."""
+    path = urlsplit(confirmation_url).path
+    page = await client.get(path)
+    assert page.status == 200, await page.text()
+    token = CSRF.search(await page.text())
+    assert token is not None
+    form = {
+        "login_id": login_id,
+        "password": password,
+        "csrf_token": token.group(1) if csrf is None else csrf,
+        "action": action,
+    }
+    return await client.post(path, data=form, allow_redirects=False)
+
+
+async def settle(settings: Settings, done: Callable[[], Awaitable[bool]], *, deadline: float = 30) -> None:
+    """Relay the outbox and let the worker run until ``done()`` holds (or fail at the deadline)."""
+    publisher = queues.publisher_for(settings)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    try:
+        while not await done():
+            assert loop.time() < end, "the platform did not settle in time"
+            if not await queues.relay_once(publisher):
+                await asyncio.sleep(0.05)
+    finally:
+        close = getattr(publisher, "close", None)
+        if close is not None:
+            await close()

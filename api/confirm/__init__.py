@@ -91,6 +91,11 @@ class Purchase:
         )
 
 
+def see_other(location: str) -> web.Response:
+    """A 303 to ``location``: after a form post, the browser follows with a GET."""
+    return web.Response(status=303, headers={"Location": location})
+
+
 async def _purchase(token: str) -> Purchase:
     charge = await Charge.get_or_none(confirmation_token=token)
     subscription = None if charge else await Subscription.get_or_none(confirmation_token=token)
@@ -145,11 +150,11 @@ async def _finished(request: web.Request, purchase: Purchase) -> web.StreamRespo
     if status == "requires_confirmation":
         return None
     if status == "processing":
-        return web.HTTPSeeOther(f"{request.path.rstrip('/')}/wait")
+        return see_other(f"{request.path.rstrip('/')}/wait")
     url = purchase.redirect_url(status)
     if url is None:
         return aiohttp_jinja2.render_template("done.html", request, {"status": status})
-    return web.HTTPSeeOther(url)
+    return see_other(url)
 
 
 @routes.get("/confirm/{token}")
@@ -201,7 +206,7 @@ async def answer_confirmation(request: web.Request) -> web.StreamResponse:
             )
     purchase = await _purchase(request.match_info["token"])
     finished = await _finished(request, purchase)
-    return finished or web.HTTPSeeOther(f"{request.path.rstrip('/')}/wait")
+    return finished or see_other(f"{request.path.rstrip('/')}/wait")
 
 
 async def _expire(target: Charge | Subscription, now: Any) -> None:
@@ -262,7 +267,7 @@ async def wait_for_decision(request: web.Request) -> web.StreamResponse:
     purchase = await _purchase(request.match_info["token"])
     status, _ = await purchase.status()
     if status == "requires_confirmation":
-        return web.HTTPSeeOther(request.path.removesuffix("/wait"))
+        return see_other(request.path.removesuffix("/wait"))
     if status in FINAL:
         finished = await _finished(request, purchase)
         assert finished is not None  # noqa: S101 - a final status always has somewhere to go

@@ -14,6 +14,7 @@ import hashlib
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from asyncpg.exceptions import LockNotAvailableError
 from tortoise.exceptions import OperationalError
 from tortoise.transactions import in_transaction
 
@@ -45,7 +46,7 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     async with in_transaction():
         try:
             row = await IdempotencyKey.select_for_update(nowait=True).get(merchant_id=merchant.id, key=key)
-        except OperationalError:
+        except (OperationalError, LockNotAvailableError):  # Tortoise passes asyncpg's own through
             raise Conflict(
                 "A request with this Idempotency-Key is still in flight.", param=HEADER, code="idempotency_key_in_use"
             ) from None

@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 
 import queues
 from api import confirm, health
+from api import demo as demo_routes
 from api.keys import BROKER_PROBE, SETTINGS
 from api.merchant import merchant_app
 from api.middlewares import error_middleware, request_id_middleware
@@ -39,7 +40,9 @@ def _database_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
     return database
 
 
-def create_app(settings: Settings, *, broker_probe: Callable[[], bool] | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, broker_probe: Callable[[], bool] | None = None, demo: bool = False
+) -> web.Application:
     """The aiohttp application for ``settings``; the database opens on start-up, closes on exit."""
     clock.configure(test_clock=settings.test_clock)
     app = web.Application(
@@ -53,6 +56,8 @@ def create_app(settings: Settings, *, broker_probe: Callable[[], bool] | None = 
     aiohttp_session.setup(app, _cookie_storage(settings))
     app.add_routes(health.routes)
     app.add_routes(confirm.routes)
+    if demo:
+        app.add_routes(demo_routes.routes)
     app.add_subapp("/ops/v1", ops_app(settings))
     app.add_subapp("/v1", merchant_app(settings))
     return app

@@ -47,7 +47,7 @@ async def _up(settings: Settings) -> None:
     from workers.scheduler import run_scheduler
 
     await _migrate(settings)
-    app = create_app(settings)
+    app = create_app(settings, demo=True)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     demo = await seed_demo(settings)

@@ -111,6 +111,19 @@ def welcome_text(settings: Settings, demo: dict[str, Any]) -> str:
             f"  demo line          {demo['line_id']} (sessions open for 127.0.0.1 and ::1)",
             f"  subscriber ID      {demo['login_id']}   password {demo['password']}",
         ]
+    if demo:
+        charge = json.dumps(
+            {"amount": 500, "description": "デモ動画 48時間レンタル", "return_url": f"{base}/demo/return"},
+            ensure_ascii=False,
+        )
+        lines += [
+            "",
+            "Walk a purchase: create a charge, open its confirmation_url in a browser on this machine,",
+            f"sign in as {demo['login_id']} / {demo['password']} and press 支払う:",
+            f"  curl -s -X POST {base}/v1/charges -H 'Authorization: Bearer {demo['api_key']}' \\",
+            "       -H 'Content-Type: application/json' \\",
+            f"       -d '{charge}'",
+        ]
     lines += [
         "",
         "Provision a line with the ops API:",
@@ -118,7 +131,7 @@ def welcome_text(settings: Settings, demo: dict[str, Any]) -> str:
         "       -H 'Content-Type: application/json' \\",
         "       -d '" + DEMO_LINE_BODY + "'",
         "",
-        f"API reference: {base}/ops/v1/openapi.json",
+        f"API reference: {base}/v1/docs (merchant), {base}/ops/v1/openapi.json (operator)",
         "",
     ]
     return "\n".join(lines)

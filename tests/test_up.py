@@ -3,6 +3,7 @@ the printed ops token provisions; a restart keeps everything."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,31 @@ class Platform:
             pytest.fail("matomete up did not stop on SIGTERM")
 
 
+def walk_a_purchase(platform: Platform, printed: str) -> None:
+    """What the welcome text tells a newcomer: the printed curl, then the page as a browser would."""
+    api_key = re.search(r"Bearer (sk_live_\S+)'", printed).group(1)  # type: ignore[union-attr]
+    body = json.loads(re.search(r"-d '(\{\"amount.*\})'", printed).group(1))  # type: ignore[union-attr]
+    password = re.search(r"password (\S+)", printed).group(1)  # type: ignore[union-attr]
+    status, charge = platform.call("POST", "/v1/charges", api_key, body)
+    assert status == 201, charge
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with browser.open(charge["confirmation_url"], timeout=10) as page:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)  # type: ignore[union-attr]
+    form = urllib.parse.urlencode({"login_id": "demo", "password": password, "csrf_token": csrf, "action": "confirm"})
+    with browser.open(charge["confirmation_url"], data=form.encode(), timeout=10) as landed:
+        final_url = landed.geturl()
+        text = landed.read().decode()
+        end = time.monotonic() + 30
+        while "/wait" in final_url and time.monotonic() < end:  # the wait page refreshes itself
+            time.sleep(POLL_SECONDS)
+            with browser.open(final_url, timeout=10) as again:
+                final_url, text = again.geturl(), again.read().decode()
+    assert "/demo/return" in final_url, text
+    assert "status=succeeded" in final_url
+    assert "verified" in text
+    assert "NOT verified" not in text
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """An empty working directory, as on a fresh clone."""
@@ -132,6 +159,7 @@ def test_up_serves_a_demo_and_keeps_data_across_a_restart(folder: Path) -> None:
         assert status == 201, merchant
         status, demo_line = first.call("GET", "/ops/v1/lines/CAF0000000001/sessions", token)
         assert sorted(s["address"] for s in demo_line["data"]) == ["127.0.0.1", "::1"]
+        walk_a_purchase(first, printed)
     finally:
         first.stop()
 

@@ -179,3 +179,23 @@ async def test_refund_of_an_unconfirmed_charge_is_refused(client, shop: Shop) ->
     )
     status, body = await api(client, shop, "POST", "/v1/refunds", {"charge": charge["id"]})
     assert (status, body["error"]["code"]) == (409, "charge_not_refundable")
+
+
+async def test_a_redelivered_decision_changes_nothing(client, shop: Shop, settings: Settings) -> None:
+    """verify_purchase run again for the same sign-in (a redelivery) decides nothing twice."""
+    from models.charges import ConfirmationAttempt
+    from workers.auth import verify_purchase
+
+    _, charge = await api(
+        client, shop, "POST", "/v1/charges", {"amount": 700, "description": "スタンプ", "return_url": RETURN_URL}
+    )
+    await answer(client, charge["confirmation_url"], login_id=shop.login_id, password=shop.password)
+
+    async def succeeded() -> bool:
+        return (await Charge.get(id=charge["id"])).status == "succeeded"
+
+    await settle(settings, succeeded)
+    attempt = await ConfirmationAttempt.get(charge_id=charge["id"])
+    await verify_purchase.fn.__wrapped__(attempt.id)  # the actor's coroutine, as a second delivery runs it
+    assert (await AccountUsage.get()).amount == 700
+    assert await Event.filter(type="charge.succeeded", object_id=charge["id"]).count() == 1

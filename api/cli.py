@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -121,7 +122,11 @@ def _settings_for(command: str) -> Settings:
     """The settings, with local secrets filled in where the embedded mode allows it."""
     settings = load_settings()
     if command == "up" or (settings.embedded and settings.is_sqlite):
-        return ensure_local_secrets(settings)
+        settings = ensure_local_secrets(settings)
+        if command == "up" and "MATOMETE_WEBHOOKS_ALLOW_INSECURE" not in os.environ:
+            # A merchant trying the platform locally points webhooks at its own machine.
+            settings = settings.replace(webhooks_allow_insecure=True)
+        return settings
     if command == "web" and not (settings.ops_token and settings.secret_key):
         missing = "OPS_TOKEN" if not settings.ops_token else "SECRET_KEY"
         raise SettingsError(missing, "is required by `matomete web` outside the embedded mode")

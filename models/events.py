@@ -1,11 +1,15 @@
 """Events a merchant cares about, and their delivery to the merchant's webhook endpoints.
 
 An event is written in the same transaction as the change it reports, with a snapshot of the
-object as the API showed it then; delivering it is the webhooks worker's job.
+object as the API showed it then. In that same transaction it gets one ``WebhookDelivery`` per
+enabled endpoint that wants its type, and one outbox message per delivery for the webhooks
+worker; so a change, its event and its webhooks commit or vanish together.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
@@ -13,6 +17,7 @@ from tortoise.models import Model
 
 from models.base import id_factory
 from models.clock import clock
+from models.outbox import send
 
 if TYPE_CHECKING:
     from models.merchants import Merchant
@@ -33,7 +38,22 @@ EVENT_TYPES = (
     "subscription.canceled",
     "payout.created",
     "payout.paid",
+    "webhook_endpoint.disabled",
 )
+# A delivery handed to the worker is not handed again before this has passed; if the worker
+# died meanwhile, the scheduler finds the delivery due again and retries it.
+DELIVERY_LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class ActorRef:
+    """Names an actor without importing the worker (models must not import workers)."""
+
+    queue_name: str
+    actor_name: str
+
+
+DELIVER_WEBHOOK = ActorRef("webhooks", "deliver_webhook")
 
 
 class Event(Model):
@@ -57,13 +77,14 @@ class Event(Model):
         """Write one event; call it inside the transaction that made the change."""
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event_type!r}")
-        return await cls.create(
-            type=event_type,
-            merchant_id=merchant_id,
-            object_id=str(obj["id"]),
-            data={"object": obj},
-            created_at=await clock.now(),
+        now = await clock.now()
+        event = await cls.create(
+            type=event_type, merchant_id=merchant_id, object_id=str(obj["id"]), data={"object": obj}, created_at=now
         )
+        for endpoint in await WebhookEndpoint.filter(merchant_id=merchant_id, enabled=True, deleted_at=None):
+            if endpoint.wants(event_type):
+                await WebhookDelivery.schedule(event, endpoint, now=now)
+        return event
 
 
 class WebhookEndpoint(Model):
@@ -84,8 +105,15 @@ class WebhookEndpoint(Model):
     deleted_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
 
+    if TYPE_CHECKING:
+        merchant_id: str
+
     class Meta:
         table = "webhook_endpoints"
+
+    def wants(self, event_type: str) -> bool:
+        """True when this endpoint subscribed to ``event_type`` (or to ``*``)."""
+        return "*" in self.events or event_type in self.events
 
 
 class WebhookDelivery(Model):
@@ -103,10 +131,23 @@ class WebhookDelivery(Model):
     next_attempt_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
 
+    if TYPE_CHECKING:
+        event_id: str
+        endpoint_id: str
+
     class Meta:
         table = "webhook_deliveries"
         unique_together = (("event_id", "endpoint_id"),)
         indexes = (("status", "next_attempt_at"),)
+
+    @classmethod
+    async def schedule(cls, event: Event, endpoint: WebhookEndpoint, *, now: Any) -> WebhookDelivery:
+        """A pending delivery of ``event`` to ``endpoint``, handed to the worker at commit."""
+        delivery = await cls.create(
+            event=event, endpoint=endpoint, next_attempt_at=now + DELIVERY_LEASE, created_at=now
+        )
+        await send(DELIVER_WEBHOOK, delivery.id)
+        return delivery
 
 
 class DeliveryAttempt(Model):

@@ -18,8 +18,11 @@ __all__ = ["OutboxMessage", "send"]
 
 
 class _Actor(Protocol):
-    actor_name: str
-    queue_name: str
+    @property
+    def actor_name(self) -> str: ...
+
+    @property
+    def queue_name(self) -> str: ...
 
 
 class OutboxMessage(Model):

@@ -35,7 +35,7 @@ async def page(
     query: Mapping[str, str],
     base: QuerySet[M],
     *,
-    view: Callable[[M], dict[str, Any]],
+    view: Callable[[M], Any],
     filters: Collection[str] = (),
 ) -> dict[str, Any]:
     """One page of ``base`` for the request's query string; unknown parameters are refused."""

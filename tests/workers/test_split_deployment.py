@@ -4,11 +4,16 @@ process per queue, on PostgreSQL and RabbitMQ, each stopping cleanly on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +23,7 @@ from models.clock import clock
 from models.merchants import Merchant
 from models.outbox import OutboxMessage
 from models.subscriptions import Subscription, SubscriptionStatus
+from settings import Settings
 from tests_support import MERCHANT_BODY, line_body
 
 pytestmark = pytest.mark.services
@@ -26,10 +32,12 @@ BIN = Path(sys.executable).parent
 LINE_ID = "COP0000000601"
 
 
-def _start(*command: str, log: Path) -> subprocess.Popen[bytes]:
+def _start(*command: str, log: Path, session: bool = False) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MATOMETE_LOG_FORMAT": "json"}
     with log.open("wb") as sink:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)  # noqa: S603
+        return subprocess.Popen(  # noqa: S603 - our own entry points
+            command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=session
+        )
 
 
 def _stop(process: subprocess.Popen[bytes], log: Path) -> int:
@@ -85,3 +93,100 @@ async def test_relay_and_worker_processes_carry_a_termination_through(ops: OpsCl
     assert relay_code == 0
     assert worker_code == 0
     assert '"event": "line_subscriptions_canceled"' in worker_log.read_text()
+
+
+@dataclass
+class HeldReceiver:
+    """A receiver that verifies, and holds its first request open (so a worker can die mid-request)."""
+
+    port: int
+    secret: str = ""
+    arrived: list[str] = field(default_factory=list)
+    first_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def hook(self, request: Any) -> Any:
+        """Verify with standardwebhooks; hang on the first request."""
+        from aiohttp import web
+        from standardwebhooks.webhooks import Webhook
+
+        Webhook(self.secret).verify(await request.text(), {k.lower(): v for k, v in request.headers.items()})
+        self.arrived.append(request.headers["webhook-id"])
+        if len(self.arrived) == 1:
+            self.first_arrived.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), 60)
+        return web.Response(status=200)
+
+
+@pytest.fixture
+async def held_receiver() -> AsyncIterator[HeldReceiver]:
+    """A running HeldReceiver on a free port."""
+    from aiohttp import web
+    from aiohttp.test_utils import unused_port
+
+    receiver = HeldReceiver(port=unused_port())
+    app = web.Application()
+    app.router.add_post("/hooks", receiver.hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", receiver.port).start()
+    yield receiver
+    receiver.release.set()
+    await runner.cleanup()
+
+
+@pytest.fixture
+def insecure_webhooks(settings: Settings) -> Iterator[Settings]:
+    """Webhooks may go to this machine, in the test app and in the worker processes it starts."""
+    os.environ["MATOMETE_WEBHOOKS_ALLOW_INSECURE"] = "1"
+    yield settings.replace(webhooks_allow_insecure=True)
+    os.environ.pop("MATOMETE_WEBHOOKS_ALLOW_INSECURE", None)
+
+
+async def test_killing_the_webhooks_worker_mid_delivery_loses_nothing(
+    aiohttp_client: Any, insecure_webhooks: Settings, held_receiver: HeldReceiver, tmp_path: Path
+) -> None:
+    """SIGKILL while the receiver holds the request open; a new worker delivers it, same webhook-id."""
+    from tortoise.transactions import in_transaction
+
+    from api.app import create_app
+    from models.events import Event, WebhookDelivery
+    from workers.scheduler import run_due_jobs
+
+    queues.declare_queues()
+    queues.broker.flush_all()
+    ops = OpsClient(await aiohttp_client(create_app(insecure_webhooks)))
+    _, merchant = await ops.post("/ops/v1/merchants", json=MERCHANT_BODY)
+    response = await ops.client.post(
+        "/v1/webhook_endpoints",
+        headers={"Authorization": f"Bearer {merchant['api_key']}"},
+        json={"url": f"http://127.0.0.1:{held_receiver.port}/hooks", "events": ["*"]},
+    )
+    held_receiver.secret = (await response.json())["secret"]
+    async with in_transaction():
+        await Event.record("payout.paid", merchant_id=merchant["id"], obj={"id": "po_killed", "object": "payout"})
+    relay_log, first_log, second_log = tmp_path / "relay.log", tmp_path / "worker1.log", tmp_path / "worker2.log"
+    worker_command = (str(BIN / "dramatiq"), "queues", "workers", "--queues", "webhooks", "--processes", "1")
+    relay = _start(str(BIN / "matomete"), "relay", log=relay_log)
+    try:
+        doomed = _start(*worker_command, "--threads", "1", log=first_log, session=True)
+        await asyncio.wait_for(held_receiver.first_arrived.wait(), 60)
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=10)
+        delivery = await WebhookDelivery.get()
+        assert delivery.status == "pending"  # the attempt was claimed, never recorded
+        await clock.move_to(await clock.now() + timedelta(minutes=3))  # past the claim's lease
+        await run_due_jobs()
+        survivor = _start(*worker_command, "--threads", "2", log=second_log)
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while (await WebhookDelivery.get()).status != "delivered":
+                assert asyncio.get_running_loop().time() < deadline, second_log.read_text()[-3000:]
+                await asyncio.sleep(0.2)
+        finally:
+            _stop(survivor, second_log)
+    finally:
+        _stop(relay, relay_log)
+    assert len(held_receiver.arrived) >= 2
+    assert set(held_receiver.arrived) == {delivery.id}

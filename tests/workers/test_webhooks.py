@@ -322,3 +322,23 @@ async def test_another_merchants_endpoint_is_404(client, ops: OpsClient, shop: S
         response = await client.request(method, f"/v1/webhook_endpoints/{created['id']}{path}", headers=auth)
         assert response.status == 404, (method, path)
     assert (await WebhookEndpoint.get(id=created["id"])).deleted_at is None
+
+
+async def test_three_days_of_failures_fail_the_delivery_and_disable_the_endpoint(
+    client, shop: Shop, receiver: Receiver, settings: Settings
+) -> None:
+    """A receiver answering 500 through the whole schedule: the delivery fails, the endpoint is disabled."""
+    created = await endpoint(client, shop, receiver)
+    receiver.answer = 500
+    await emit(shop, "charge.succeeded")
+    await attempts_reach(settings, 1)
+    for attempt in range(2, 11):
+        await clock.move_to(await clock.now() + timedelta(hours=30))
+        await run_due_jobs()
+        await attempts_reach(settings, attempt)
+    delivery = await WebhookDelivery.get()
+    assert (delivery.status, delivery.attempts) == ("failed", 10)
+    stored = await WebhookEndpoint.get(id=created["id"])
+    assert (stored.enabled, stored.disabled_reason) == (False, "failing")
+    assert await Event.filter(type="webhook_endpoint.disabled").count() == 1
+    assert len(receiver.received) == 10

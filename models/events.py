@@ -17,7 +17,7 @@ from tortoise.models import Model
 
 from models.base import id_factory
 from models.clock import clock
-from models.outbox import send
+from models.outbox import send, send_many
 
 if TYPE_CHECKING:
     from models.merchants import Merchant
@@ -85,6 +85,47 @@ class Event(Model):
             if endpoint.wants(event_type):
                 await WebhookDelivery.schedule(event, endpoint, now=now)
         return event
+
+    @classmethod
+    async def record_many(cls, event_type: str, objects: list[tuple[str, dict[str, Any]]]) -> int:
+        """Write one event per ``(merchant_id, object)`` with set-sized statements (a month
+        close bills thousands of charges per batch), with their deliveries and messages."""
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event_type!r}")
+        if not objects:
+            return 0
+        now = await clock.now()
+        events = [
+            cls(
+                type=event_type, merchant_id=merchant_id, object_id=str(obj["id"]), data={"object": obj}, created_at=now
+            )
+            for merchant_id, obj in objects
+        ]
+        for event in events:
+            event.id = id_factory("evt")()
+        await cls.bulk_create(events, batch_size=1000)
+        merchants = {event.merchant_id for event in events}  # type: ignore[attr-defined]
+        endpoints = [
+            endpoint
+            for endpoint in await WebhookEndpoint.filter(merchant_id__in=merchants, enabled=True, deleted_at=None)
+            if endpoint.wants(event_type)
+        ]
+        if endpoints:
+            deliveries = [
+                WebhookDelivery(
+                    id=id_factory("msg")(),
+                    event_id=event.id,
+                    endpoint_id=endpoint.id,
+                    next_attempt_at=now + DELIVERY_LEASE,
+                    created_at=now,
+                )
+                for event in events
+                for endpoint in endpoints
+                if endpoint.merchant_id == event.merchant_id  # type: ignore[attr-defined]
+            ]
+            await WebhookDelivery.bulk_create(deliveries, batch_size=1000)
+            await send_many(DELIVER_WEBHOOK, [(delivery.id,) for delivery in deliveries])
+        return len(events)
 
 
 class WebhookEndpoint(Model):

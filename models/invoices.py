@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from models.merchants import Merchant
 
 __all__ = [
+    "BillingBatch",
     "BillingRun",
     "Collection",
     "CollectionAllocation",
@@ -64,6 +65,27 @@ class BillingRun(Model):
 
     class Meta:
         table = "billing_runs"
+        indexes = (("period", "status"),)
+
+
+class BillingBatch(Model):
+    """One batch of a close: the lines ``first_line_id`` to ``last_line_id``. Marked done in the
+    transaction that wrote its invoices, so a redelivered batch finds itself done."""
+
+    id = fields.BigIntField(primary_key=True)
+    run: fields.ForeignKeyRelation[BillingRun] = fields.ForeignKeyField(
+        "models.BillingRun", related_name="batches", on_delete=fields.RESTRICT
+    )
+    first_line_id = fields.CharField(max_length=13)
+    last_line_id = fields.CharField(max_length=13)
+    done_at = fields.DatetimeField(null=True)
+
+    if TYPE_CHECKING:
+        run_id: str
+
+    class Meta:
+        table = "billing_batches"
+        unique_together = (("run_id", "first_line_id"),)
 
 
 class Invoice(Model):
@@ -82,6 +104,9 @@ class Invoice(Model):
         "models.BillingRun", related_name="invoice_set", null=True
     )
     created_at = fields.DatetimeField()
+
+    if TYPE_CHECKING:
+        line_id: str
 
     class Meta:
         table = "invoices"
@@ -111,6 +136,12 @@ class InvoiceItem(Model):
     tax_rate = fields.DecimalField(max_digits=5, decimal_places=4)
     collected_amount = fields.BigIntField(default=0)
     collection_status = fields.CharField(max_length=16, default="open")
+
+    if TYPE_CHECKING:
+        invoice_id: str
+        charge_id: str | None
+        refund_id: str | None
+        merchant_id: str | None
 
     class Meta:
         table = "invoice_items"

@@ -14,7 +14,7 @@ from tortoise.models import Model
 
 from models.clock import Clock
 
-__all__ = ["OutboxMessage", "send"]
+__all__ = ["OutboxMessage", "send", "send_many"]
 
 
 class _Actor(Protocol):
@@ -53,3 +53,21 @@ async def send(actor: _Actor, *args: Any, **kwargs: Any) -> OutboxMessage:
         kwargs=kwargs,
         created_at=Clock.system_now(),
     )
+
+
+async def send_many(actor: _Actor, calls: list[tuple[Any, ...]]) -> int:
+    """``send`` for many calls of one actor, in one statement per thousand rows."""
+    now = Clock.system_now()
+    rows = [
+        OutboxMessage(
+            id=uuid.uuid4(),
+            queue_name=actor.queue_name,
+            actor_name=actor.actor_name,
+            args=list(args),
+            kwargs={},
+            created_at=now,
+        )
+        for args in calls
+    ]
+    await OutboxMessage.bulk_create(rows, batch_size=1000)
+    return len(rows)

@@ -20,7 +20,7 @@ import structlog
 from models.clock import Clock, clock
 from models.merchants import IdempotencyKey
 from models.outbox import OutboxMessage
-from workers import charges, webhooks
+from workers import billing, charges, webhooks
 
 __all__ = ["JOBS", "Job", "run_due_jobs", "run_scheduler"]
 
@@ -53,6 +53,7 @@ JOBS: list[Job] = [
     Job("create_due_renewals", charges.create_due_renewals),
     Job("cancel_overdue_subscriptions", charges.cancel_overdue_subscriptions),
     Job("enqueue_due_deliveries", webhooks.enqueue_due_deliveries),
+    Job("close_due_periods", billing.close_due_periods),
     Job("prune_outbox", prune_outbox),
     Job("prune_idempotency_keys", prune_idempotency_keys),
 ]

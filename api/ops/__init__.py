@@ -11,15 +11,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api.keys import SETTINGS
+from api.ops import billing, lines, merchants
 from api.ops import clock as clock_routes
-from api.ops import lines, merchants
 from api.ops.table import ops_routes
 from billing.errors import AuthenticationFailed
 from settings import Settings
 
 __all__ = ["ops_app", "ops_routes"]
 
-_ = (clock_routes, lines, merchants)  # importing them declares their routes on ops_routes
+_ = (billing, clock_routes, lines, merchants)  # importing them declares their routes on ops_routes
 PUBLIC_SUFFIX = "/openapi.json"  # the contract is public; every operation needs the token
 
 

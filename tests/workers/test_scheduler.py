@@ -33,7 +33,7 @@ async def test_old_sent_outbox_rows_and_idempotency_keys_are_pruned(db: Settings
     )
     done = await run_due_jobs()
     assert (done["prune_outbox"], done["prune_idempotency_keys"]) == (1, 1)
-    assert set(await OutboxMessage.all().values_list("id", flat=True)) == {recent.id, unsent.id}
+    assert set(await OutboxMessage.filter(actor_name="a").values_list("id", flat=True)) == {recent.id, unsent.id}
     assert set(await IdempotencyKey.all().values_list("id", flat=True)) == {fresh.id}
     assert not await OutboxMessage.exists(id=old_sent.id)
     assert not await IdempotencyKey.exists(id=stale.id)
@@ -61,3 +61,15 @@ async def test_a_failing_job_does_not_stop_the_others(db: Settings) -> None:
         return 7
 
     assert await run_due_jobs([Job("broken", broken), Job("fine", fine)]) == {"fine": 7}
+
+
+async def test_the_month_just_ended_is_closed_once(db: Settings) -> None:
+    """Shortly after midnight JST on the 1st the scheduler opens one close of the previous month."""
+    from datetime import datetime
+
+    from models.invoices import BillingRun
+
+    await clock.move_to(datetime.fromisoformat("2032-04-01T00:05:00+09:00"))
+    assert (await run_due_jobs())["close_due_periods"] == 1
+    assert (await run_due_jobs())["close_due_periods"] == 0
+    assert await BillingRun.filter(period="2032-03").count() == 1

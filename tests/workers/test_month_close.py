@@ -1,0 +1,181 @@
+"""Closing a month (product.md §5): one invoice per line with something to bill, the base fee
+first, then each charge, then credits for refunds of charges billed before; tax once per
+invoice; closing twice or redelivering a batch changes nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from conftest import OpsClient
+from models.charges import Charge
+from models.clock import clock
+from models.events import Event
+from models.invoices import BillingBatch, BillingRun, Invoice, InvoiceItem
+from settings import Settings
+from tests_support import Shop, answer, line_body, open_shop, settle
+from workers import billing
+
+pytestmark = pytest.mark.usefixtures("worker")
+RETURN_URL = "https://shop.example/r"
+LINE_A, LINE_B, LINE_C, LINE_D = "CAF0000002001", "CAF0000002002", "CAF0000002003", "CAF0000002004"
+
+
+async def buy(  # noqa: PLR0913 - keyword-only purchase details
+    client: Any, settings: Settings, shop: Shop, *, login_id: str, password: str, amount: int
+) -> str:
+    """One confirmed purchase from 127.0.0.1; the charge id."""
+    created = await (
+        await client.post(
+            "/v1/charges",
+            headers=shop.auth,
+            json={"amount": amount, "description": f"コンテンツ {amount}円", "return_url": RETURN_URL},
+        )
+    ).json()
+    await answer(client, created["confirmation_url"], login_id=login_id, password=password)
+
+    async def decided() -> bool:
+        return (await Charge.get(id=created["id"])).status == "succeeded"
+
+    await settle(settings, decided)
+    return str(created["id"])
+
+
+async def close(ops: OpsClient, settings: Settings, period: str) -> dict[str, Any]:
+    """POST /billing/close and wait for the run to finish; the run."""
+    status, run = await ops.post("/ops/v1/billing/close", json={"period": period})
+    assert status == 202, run
+
+    async def finished() -> bool:
+        return (await BillingRun.get(id=run["id"])).status == "succeeded"
+
+    await settle(settings, finished)
+    status, done = await ops.get(f"/ops/v1/billing/runs/{run['id']}")
+    assert status == 200
+    return done
+
+
+async def invoice_of(ops: OpsClient, line_id: str, period: str) -> dict[str, Any]:
+    """The one invoice of a line and period, as the ops API shows it."""
+    status, listing = await ops.get(f"/ops/v1/invoices?line_id={line_id}&period={period}")
+    assert status == 200
+    (invoice,) = listing["data"]
+    return invoice
+
+
+@pytest.fixture
+async def november(client, ops: OpsClient, settings: Settings) -> dict[str, Any]:
+    """November 2030: line A buys three 105-yen items, line B one 1,000-yen item refunded 300
+    before the close, line C only has its base fee, line D has nothing to bill."""
+    await clock.move_to(datetime.fromisoformat("2030-11-10T10:00:00+09:00"))
+    shop = await open_shop(ops, line_id=LINE_A, login_id="a-taro")
+    for line_id, fee in ((LINE_B, 0), (LINE_C, 3000), (LINE_D, 0)):
+        await ops.post("/ops/v1/lines", json=line_body(line_id, base_monthly_fee=fee))
+    a_charges = [
+        await buy(client, settings, shop, login_id="a-taro", password=shop.password, amount=105) for _ in range(3)
+    ]
+    _, b_account = await ops.post(f"/ops/v1/lines/{LINE_B}/accounts", json={"login_id": "b-hanako"})
+    await ops.post(f"/ops/v1/lines/{LINE_B}/sessions", json={"address": "127.0.0.1"})
+    b_charge = await buy(
+        client, settings, shop, login_id="b-hanako", password=b_account["initial_password"], amount=1000
+    )
+    refund = await client.post("/v1/refunds", headers=shop.auth, json={"charge": b_charge, "amount": 300})
+    assert refund.status == 201
+    return {"shop": shop, "a_charges": a_charges, "b_charge": b_charge}
+
+
+async def test_a_period_is_closed_only_once_it_has_ended(ops: OpsClient, november: dict[str, Any]) -> None:
+    """November cannot be closed in November; a malformed period is a 400; nothing is written."""
+    status, body = await ops.post("/ops/v1/billing/close", json={"period": "2030-11"})
+    assert (status, body["error"]["code"]) == (409, "period_not_ended")
+    for bad in ("2030-13", "2030-1", "November", 202011):
+        status, body = await ops.post("/ops/v1/billing/close", json={"period": bad})
+        assert (status, body["error"]["param"]) == (400, "period")
+    assert await BillingRun.all().count() == 0
+
+
+async def test_invoices_by_hand(ops: OpsClient, settings: Settings, november: dict[str, Any]) -> None:
+    """Each invoice's items, total and tax equal the figures worked out by hand."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    run = await close(ops, settings, "2030-11")
+    assert (run["status"], run["batches_done"], run["batches_total"]) == ("succeeded", 1, 1)
+    assert (run["lines"], run["invoices"], run["total_billed"]) == (3, 3, 5815 + 700 + 3000)
+    a = await invoice_of(ops, LINE_A, "2030-11")
+    assert [(i["kind"], i["amount"]) for i in a["items"]] == [
+        ("base_fee", 5500),
+        ("charge", 105),
+        ("charge", 105),
+        ("charge", 105),
+    ]
+    # Tax once per invoice: floor(5815 / 11) = 528; per item it would be 500 + 3 x 9 = 527.
+    assert (a["total"], a["taxes"]) == (5815, [{"rate": "0.1000", "taxable_total": 5815, "tax": 528}])
+    assert a["due_date"] == "2030-12-31"
+    b = await invoice_of(ops, LINE_B, "2030-11")
+    assert [(i["kind"], i["amount"]) for i in b["items"]] == [("charge", 700)]  # 1,000 less the 300 refunded
+    assert b["taxes"][0]["tax"] == 63  # floor(700 / 11)
+    c = await invoice_of(ops, LINE_C, "2030-11")
+    assert (c["total"], c["taxes"][0]["tax"]) == (3000, 272)  # floor(3000 / 11)
+    assert not await Invoice.exists(line_id=LINE_D)
+    charges = await Charge.filter(status="succeeded")
+    assert {c.billing_status for c in charges} == {"billed"}
+    assert await Event.filter(type="charge.billed").count() == 4
+
+
+async def test_closing_twice_creates_nothing_new(ops: OpsClient, settings: Settings, november: dict[str, Any]) -> None:
+    """A second close of the same month adds no invoice, item or event."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    counts = (await Invoice.all().count(), await InvoiceItem.all().count(), await Event.all().count())
+    again = await close(ops, settings, "2030-11")
+    assert (again["invoices"], again["total_billed"]) == (0, 0)
+    assert (await Invoice.all().count(), await InvoiceItem.all().count(), await Event.all().count()) == counts
+
+
+async def test_a_redelivered_batch_changes_nothing(
+    ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """merge_invoices run again for a finished batch (a redelivery) writes nothing."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    run = await close(ops, settings, "2030-11")
+    batch = await BillingBatch.get(run_id=run["id"])
+    items = await InvoiceItem.all().count()
+    await billing.merge_invoices.fn.__wrapped__(batch.id)
+    assert await InvoiceItem.all().count() == items
+    assert (await BillingRun.get(id=run["id"])).batches_done == 1
+
+
+async def test_batches_fan_out_and_add_up(
+    ops: OpsClient, settings: Settings, november: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two lines per batch, four lines make two batches and the same invoices."""
+    monkeypatch.setattr(billing, "BATCH_LINES", 2)
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    run = await close(ops, settings, "2030-11")
+    assert (run["batches_total"], run["batches_done"], run["invoices"], run["total_billed"]) == (2, 2, 3, 9515)
+
+
+async def test_a_refund_after_the_close_is_credited_next_month(
+    client, ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """A billed charge refunded in December appears as a credit on December's invoice."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    shop: Shop = november["shop"]
+    refunded = november["a_charges"][0]
+    response = await client.post("/v1/refunds", headers=shop.auth, json={"charge": refunded})
+    assert response.status == 201
+    await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-12")
+    december = await invoice_of(ops, LINE_A, "2030-12")
+    assert [(i["kind"], i["amount"], i["charge_id"]) for i in december["items"]] == [
+        ("base_fee", 5500, None),
+        ("credit", -105, None),
+    ]
+    assert december["items"][1]["refund_id"]
+    assert (december["total"], december["taxes"][0]["tax"]) == (5395, 490)  # floor(5395 / 11)
+    await clock.move_to(datetime.fromisoformat("2031-02-01T00:10:00+09:00"))
+    await close(ops, settings, "2031-01")
+    january = await invoice_of(ops, LINE_A, "2031-01")
+    assert [i["kind"] for i in january["items"]] == ["base_fee"]  # credited once, not again

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -105,6 +106,57 @@ async def _scheduler(settings: Settings) -> None:
         await close_database(context)
 
 
+def _bar(done: int, total: int, width: int = 30) -> str:
+    filled = width if total == 0 else width * done // total
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+async def _close_month(settings: Settings, period: str) -> int:
+    """Close ``period`` and show its progress; in the embedded mode this process does the batches."""
+    from billing.errors import MatometeError
+    from models.invoices import BillingBatch, BillingRun
+    from settings.database import close_database, open_database
+    from workers import billing
+
+    context = await open_database(settings)
+    try:
+        try:
+            run = await billing.start_close(period)
+        except MatometeError as error:
+            print(f"matomete: {error.message}", file=sys.stderr)  # noqa: T201 - the operator's answer
+            return 2
+        if settings.embedded:  # no worker listens to an in-process broker of another process
+            await billing.plan_close.fn.__wrapped__(run.id)  # type: ignore[attr-defined]
+            for batch in await BillingBatch.filter(run_id=run.id).order_by("first_line_id"):
+                await billing.merge_invoices.fn.__wrapped__(batch.id)  # type: ignore[attr-defined]
+                await _show(await BillingRun.get(id=run.id))
+        while (current := await BillingRun.get(id=run.id)).status == "running":
+            await _show(current)
+            await asyncio.sleep(0.5)
+        await _show(current)
+        print(file=sys.stderr)  # noqa: T201 - end the progress line
+        print(  # noqa: T201 - the run, for scripts
+            json.dumps(
+                {
+                    "id": current.id,
+                    "period": current.period,
+                    "status": current.status,
+                    "invoices": current.invoices,
+                    "total_billed": current.total_billed,
+                }
+            )
+        )
+        return 0 if current.status == "succeeded" else 1
+    finally:
+        await close_database(context)
+
+
+async def _show(run: object) -> None:
+    done, total = run.batches_done, run.batches_total  # type: ignore[attr-defined]
+    line = f"\r{run.period} {_bar(done, total)} {done}/{total} batches, {run.invoices:,} invoices"  # type: ignore[attr-defined]
+    print(line, end="", file=sys.stderr, flush=True)  # noqa: T201 - a progress bar
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matomete", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("relay", help="publish the outbox to the broker (split deployment)")
     commands.add_parser("scheduler", help="enqueue whatever has fallen due (split deployment)")
     commands.add_parser("migrate", help="apply database migrations")
+    close = commands.add_parser("close-month", help="close a billing period (YYYY-MM), with a progress bar")
+    close.add_argument("period", help="the month to close, YYYY-MM")
     return parser
 
 
@@ -141,7 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"matomete: {error}", file=sys.stderr)  # noqa: T201 - one line, then stop
         return 2
-    configure_logging(log_format=settings.log_format, log_level=settings.log_level)
+    # A command that answers on stdout keeps its log lines on stderr.
+    stream = sys.stderr if args.command == "close-month" else sys.stdout
+    configure_logging(log_format=settings.log_format, log_level=settings.log_level, stream=stream)
+    if args.command == "close-month":
+        return asyncio.run(_close_month(settings, args.period))
     runners = {"up": _up, "web": _web, "relay": _relay, "scheduler": _scheduler, "migrate": _migrate}
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runners[args.command](settings))

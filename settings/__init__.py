@@ -48,6 +48,7 @@ class Settings:
     log_level: str = "info"
     public_url: str = ""
     webhooks_allow_insecure: bool = False
+    billing_batch_lines: int = 2000
     require_services: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -133,6 +134,12 @@ def _proxies(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, .
     return tuple(networks)
 
 
+def _batch_lines(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        raise SettingsError("BILLING_BATCH_LINES", f"expected a whole number of lines 1-100000, got {raw!r}")
+    return int(raw)
+
+
 def _port(raw: str) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise SettingsError("PORT", f"expected a TCP port 1-65535, got {raw!r}")
@@ -177,6 +184,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "info"),
         public_url=public_url,
         webhooks_allow_insecure=_flag(env, "WEBHOOKS_ALLOW_INSECURE"),
+        billing_batch_lines=_batch_lines(env.get(PREFIX + "BILLING_BATCH_LINES", "2000").strip()),
         require_services=_flag(env, "REQUIRE_SERVICES"),
     )
     secret_key = env.get(PREFIX + "SECRET_KEY", "")

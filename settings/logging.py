@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
@@ -33,8 +34,10 @@ def redact(_logger: object, _method: str, event_dict: structlog.typing.EventDict
     return event_dict
 
 
-def configure_logging(*, log_format: str = "json", log_level: str = "info") -> None:
-    """Route structlog and the standard library's loggers to one stream in one format."""
+def configure_logging(*, log_format: str = "json", log_level: str = "info", stream: TextIO | None = None) -> None:
+    """Route structlog and the standard library's loggers to one stream (stdout unless given)
+    in one format."""
+    stream = stream or sys.stdout
     level = getattr(logging, log_level.upper())
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -48,10 +51,10 @@ def configure_logging(*, log_format: str = "json", log_level: str = "info") -> N
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

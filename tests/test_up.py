@@ -175,3 +175,29 @@ def test_up_serves_a_demo_and_keeps_data_across_a_restart(folder: Path) -> None:
         assert second.call("GET", "/ops/v1/lines/CAF0000000002", token)[0] == 404  # seeded once, not again
     finally:
         second.stop()
+
+
+def test_close_month_from_the_command_line(folder: Path) -> None:
+    """`matomete close-month` refuses an unfinished month, and closes an ended one with a progress bar."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
+
+    def close(period: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own entry point
+            [str(MATOMETE), "close-month", period],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert subprocess.run([str(MATOMETE), "migrate"], cwd=folder, env=env, check=False, timeout=60).returncode == 0  # noqa: S603
+    refused = close("2999-01")
+    assert refused.returncode == 2
+    assert "has not ended" in refused.stderr
+    done = close("2020-01")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    assert "batches" in done.stderr
+    assert close("2020-01").returncode == 0  # a second close is allowed and adds nothing

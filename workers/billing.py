@@ -33,12 +33,11 @@ from models.clock import clock
 from models.events import Event
 from models.invoices import BillingBatch, BillingRun, InvoiceTax
 from models.outbox import send
-from queues import ACTOR_OPTIONS
+from queues import ACTOR_OPTIONS, worker_settings
 
-__all__ = ["BATCH_LINES", "close_due_periods", "merge_invoices", "plan_close", "start_close"]
+__all__ = ["close_due_periods", "merge_invoices", "plan_close", "start_close"]
 
 log = structlog.get_logger("matomete.workers.billing")
-BATCH_LINES = 2000
 PLACEHOLDER = re.compile(r"%\((\w+)(?::(\w+))?\)s")
 ITEM_COLUMNS = (
     "(invoice_id, position, kind, charge_id, refund_id, merchant_id, description, amount, tax_rate, "
@@ -111,7 +110,7 @@ async def plan_close(run_id: str) -> None:
             """SELECT MIN(line_id) AS first_line, MAX(line_id) AS last_line
             FROM (SELECT line_id, (ROW_NUMBER() OVER (ORDER BY line_id) - 1) / %(size)s AS chunk FROM lines) AS numbered
             GROUP BY chunk ORDER BY first_line""",
-            {"size": BATCH_LINES},
+            {"size": worker_settings().billing_batch_lines},
         )
         batches = [
             await BillingBatch.create(run=run, first_line_id=chunk["first_line"], last_line_id=chunk["last_line"])

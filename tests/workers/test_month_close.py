@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import queues
 from conftest import OpsClient
 from models.charges import Charge
 from models.clock import clock
@@ -150,7 +151,7 @@ async def test_batches_fan_out_and_add_up(
     ops: OpsClient, settings: Settings, november: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With two lines per batch, four lines make two batches and the same invoices."""
-    monkeypatch.setattr(billing, "BATCH_LINES", 2)
+    monkeypatch.setattr(queues, "_worker_settings", settings.replace(billing_batch_lines=2))
     await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
     run = await close(ops, settings, "2030-11")
     assert (run["batches_total"], run["batches_done"], run["invoices"], run["total_billed"]) == (2, 2, 3, 9515)

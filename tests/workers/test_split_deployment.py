@@ -190,3 +190,65 @@ async def test_killing_the_webhooks_worker_mid_delivery_loses_nothing(
         _stop(relay, relay_log)
     assert len(held_receiver.arrived) >= 2
     assert set(held_receiver.arrived) == {delivery.id}
+
+
+async def test_killing_the_billing_worker_mid_close_ends_with_the_same_invoices(ops: OpsClient, tmp_path: Path) -> None:
+    """SIGKILL of the billing worker half-way through a close, then a restart: one invoice per line, exact totals."""
+    from datetime import UTC, datetime
+
+    from tortoise import connections
+
+    from models.invoices import BillingRun, Invoice, InvoiceItem
+
+    lines = 4000
+    await clock.move_to(datetime.fromisoformat("2031-03-01T00:10:00+09:00"))
+    created = datetime(2031, 1, 5, tzinfo=UTC)
+    await connections.get("default").execute_many(
+        "INSERT INTO lines (line_id, line_type, flets_dot_net, holder_name, base_monthly_fee, status, monthly_limit, "
+        "created_at, updated_at) VALUES ($1, 'hikari_next', false, 'x', $2, 'active', 100000, $3, $3)",
+        [[f"COP{n:010d}", 1000 + n, created] for n in range(lines)],
+    )
+    queues.declare_queues()
+    queues.broker.flush_all()
+    env_size = {"MATOMETE_BILLING_BATCH_LINES": "50"}
+    os.environ.update(env_size)
+    relay_log, first_log, second_log = tmp_path / "relay.log", tmp_path / "billing1.log", tmp_path / "billing2.log"
+    command = (str(BIN / "dramatiq"), "queues", "workers", "--queues", "billing", "--processes", "1", "--threads", "1")
+    relay = _start(str(BIN / "matomete"), "relay", log=relay_log)
+    try:
+        doomed = _start(*command, log=first_log, session=True)
+        status, run = await ops.post("/ops/v1/billing/close", json={"period": "2031-02"})
+        assert status == 202
+        deadline = asyncio.get_running_loop().time() + 120
+        while (current := await BillingRun.get(id=run["id"])).batches_done < 10:
+            assert asyncio.get_running_loop().time() < deadline, first_log.read_text()[-2000:]
+            await asyncio.sleep(0.05)
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=10)
+        current = await BillingRun.get(id=run["id"])
+        assert current.status == "running"
+        assert current.batches_done < current.batches_total == lines // 50
+        survivor = _start(*command, log=second_log)
+        try:
+            while (current := await BillingRun.get(id=run["id"])).status == "running":
+                assert asyncio.get_running_loop().time() < deadline, second_log.read_text()[-2000:]
+                await asyncio.sleep(0.2)
+        finally:
+            _stop(survivor, second_log)
+    finally:
+        for name in env_size:
+            os.environ.pop(name, None)
+        _stop(relay, relay_log)
+    expected_total = sum(1000 + n for n in range(lines))
+    assert (current.status, current.batches_done, current.invoices, current.total_billed) == (
+        "succeeded",
+        lines // 50,
+        lines,
+        expected_total,
+    )
+    assert await Invoice.filter(period="2031-02").count() == lines
+    assert await InvoiceItem.all().count() == lines
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT COUNT(*) AS n FROM invoices i JOIN lines l ON l.line_id = i.line_id WHERE i.total <> l.base_monthly_fee"
+    )
+    assert rows[0]["n"] == 0

@@ -42,3 +42,34 @@ def allocate(amount: int, weights: Sequence[int]) -> list[int]:
     for index in by_remainder[:left_over]:
         parts[index] += 1
     return parts
+
+
+def collected_share(paid: int, invoice_total: int, positive_total: int) -> int:
+    """How much of an invoice's positive items counts as collected once ``paid`` has come in.
+
+    Credit items (refunds of charges billed before) lower the invoice total but are the
+    merchant's adjustment, not the line's: a line paying its whole (reduced) total has paid
+    every positive item in full. So the positive items are collected in proportion:
+    ``floor(paid * positive_total / invoice_total)``, all of them once ``paid >= invoice_total``.
+    """
+    if paid < 0 or invoice_total < 0 or positive_total < invoice_total:
+        raise ValueError("paid and the totals are non-negative, and credits only lower an invoice")
+    if invoice_total == 0 or paid >= invoice_total:
+        return positive_total
+    return paid * positive_total // invoice_total
+
+
+def spread_payment(
+    payment: int, remaining: Sequence[int], *, invoice_total: int, positive_total: int, paid_before: int
+) -> list[int]:
+    """What a new ``payment`` adds to each positive item's collected amount.
+
+    The increment of ``collected_share`` is split over what each item still has uncollected
+    (largest remainder), so parts never exceed an item's remainder, never go negative, and
+    the invoice paid in full leaves every positive item collected exactly.
+    """
+    before = collected_share(paid_before, invoice_total, positive_total)
+    after = collected_share(paid_before + payment, invoice_total, positive_total)
+    if after - before > sum(max(r, 0) for r in remaining):
+        raise ValueError("the items have less left to collect than the payment covers")
+    return allocate(after - before, remaining) if after > before else [0] * len(remaining)

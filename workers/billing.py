@@ -30,12 +30,20 @@ from billing.periods import last_day, next_period, period_end, period_of, valid_
 from billing.tax import rate_on, tax_included
 from models.charges import BillingStatus, Charge
 from models.clock import clock
+from models.collecting import mark_overdue, write_off
 from models.events import Event
 from models.invoices import BillingBatch, BillingRun, InvoiceTax
 from models.outbox import send
 from queues import ACTOR_OPTIONS, worker_settings
 
-__all__ = ["close_due_periods", "merge_invoices", "plan_close", "start_close"]
+__all__ = [
+    "close_due_periods",
+    "mark_overdue_invoices",
+    "merge_invoices",
+    "plan_close",
+    "start_close",
+    "write_off_invoices",
+]
 
 log = structlog.get_logger("matomete.workers.billing")
 PLACEHOLDER = re.compile(r"%\((\w+)(?::(\w+))?\)s")
@@ -285,3 +293,15 @@ async def close_due_periods(now: datetime) -> int:
         return 0
     await start_close(previous)
     return 1
+
+
+async def mark_overdue_invoices(now: datetime) -> int:
+    """Scheduler job: unpaid invoices past their due date become ``overdue``."""
+    async with in_transaction():
+        return await mark_overdue(now)
+
+
+async def write_off_invoices(now: datetime) -> int:
+    """Scheduler job: invoices overdue for 90 days become ``uncollectible``, with their charges."""
+    async with in_transaction():
+        return await write_off(now)

@@ -54,6 +54,8 @@ JOBS: list[Job] = [
     Job("cancel_overdue_subscriptions", charges.cancel_overdue_subscriptions),
     Job("enqueue_due_deliveries", webhooks.enqueue_due_deliveries),
     Job("close_due_periods", billing.close_due_periods),
+    Job("mark_overdue_invoices", billing.mark_overdue_invoices),
+    Job("write_off_invoices", billing.write_off_invoices),
     Job("prune_outbox", prune_outbox),
     Job("prune_idempotency_keys", prune_idempotency_keys),
 ]

@@ -33,6 +33,7 @@ def _body_operations() -> list[tuple[str, str, str]]:
         "/merchants/{id}": "max_charge_amount",
         "/clock": "now",
         "/billing/close": "period",
+        "/collections": "rows",
     }
     return [(op.method, op.path, wrong_type_field[op.path]) for op in ops_routes.operations if op.body is not None]
 

@@ -69,3 +69,38 @@ def test_paying_the_positive_total_pays_each_item_in_full(weights: list[int]) ->
     positive = [max(weight, 0) for weight in weights]
     assume(sum(positive) > 0)
     assert allocate(sum(positive), weights) == positive
+
+
+def test_a_credit_is_netted_not_collected() -> None:
+    """Items 1,000 and a 300 credit: paying half of the 700 collects 500 of the 1,000; all of it, 1,000."""
+    from billing.splits import collected_share, spread_payment
+
+    assert collected_share(350, 700, 1000) == 500
+    assert spread_payment(350, [1000], invoice_total=700, positive_total=1000, paid_before=0) == [500]
+    assert spread_payment(350, [500], invoice_total=700, positive_total=1000, paid_before=350) == [500]
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=50_000), min_size=1, max_size=8),
+    st.integers(min_value=0, max_value=20_000),
+    st.lists(st.integers(min_value=1, max_value=10_000), min_size=1, max_size=5),
+)
+def test_payments_in_any_instalments_collect_exactly_everything(
+    items: list[int], credit: int, instalments: list[int]
+) -> None:
+    """Paying the whole total in any instalments collects each positive item exactly, never more."""
+    from billing.splits import spread_payment
+
+    positive = sum(items)
+    total = positive - credit
+    assume(total > 0)  # an invoice the credits bring to zero owes nothing and is settled at once
+    remaining = list(items)
+    paid = 0
+    plan = [*instalments, total]  # the last instalment settles whatever is left
+    for wanted in plan:
+        payment = min(wanted, total - paid)
+        parts = spread_payment(payment, remaining, invoice_total=total, positive_total=positive, paid_before=paid)
+        assert all(0 <= part <= left for part, left in zip(parts, remaining, strict=True))
+        remaining = [left - part for left, part in zip(remaining, parts, strict=True)]
+        paid += payment
+    assert remaining == [0] * len(items)

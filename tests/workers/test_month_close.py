@@ -180,3 +180,109 @@ async def test_a_refund_after_the_close_is_credited_next_month(
     await close(ops, settings, "2031-01")
     january = await invoice_of(ops, LINE_A, "2031-01")
     assert [i["kind"] for i in january["items"]] == ["base_fee"]  # credited once, not again
+
+
+async def test_payments_spread_by_largest_remainder(
+    ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """3,000 of 5,815 then the rest: item by item as computed by hand; the charges end collected."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    a = await invoice_of(ops, LINE_A, "2030-11")
+    paid_at = "2030-12-20T10:00:00+09:00"
+    status, _ = await ops.post(
+        "/ops/v1/collections", json={"rows": [{"invoice_id": a["id"], "amount": 3000, "paid_at": paid_at}]}
+    )
+    assert status == 201
+    items = await InvoiceItem.filter(invoice_id=a["id"]).order_by("position")
+    # 3000 x 5500/5815 = 2837.49..., 3000 x 105/5815 = 54.17... each: floors 2837 + 3 x 54 = 2999,
+    # and the one yen left goes to the largest remainder (.49, the base fee).
+    assert [i.collected_amount for i in items] == [2838, 54, 54, 54]
+    assert (await invoice_of(ops, LINE_A, "2030-11"))["status"] == "partially_paid"
+    await ops.post("/ops/v1/collections", json={"rows": [{"invoice_id": a["id"], "amount": 2815, "paid_at": paid_at}]})
+    items = await InvoiceItem.filter(invoice_id=a["id"]).order_by("position")
+    assert [(i.collected_amount, i.collection_status) for i in items] == [
+        (5500, "collected"),
+        (105, "collected"),
+        (105, "collected"),
+        (105, "collected"),
+    ]
+    paid = await invoice_of(ops, LINE_A, "2030-11")
+    assert (paid["status"], paid["amount_paid"]) == ("paid", 5815)
+    assert {c.billing_status for c in await Charge.filter(id__in=november["a_charges"])} == {"collected"}
+    assert await Event.filter(type="charge.collected").count() == 3
+
+
+async def test_bad_collections_change_nothing(ops: OpsClient, settings: Settings, november: dict[str, Any]) -> None:
+    """Above the balance, an unknown invoice, a non-positive amount: 4xx naming the row; no row applied."""
+    from conftest import row_counts
+
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    b = await invoice_of(ops, LINE_B, "2030-11")
+    good = {"invoice_id": b["id"], "amount": 100, "paid_at": "2030-12-20T10:00:00+09:00"}
+    before = await row_counts()
+    for rows, param in (
+        ([{**good, "amount": 701}], "rows.0.amount"),
+        ([good, {**good, "invoice_id": "inv_nope"}], "rows.1.invoice_id"),
+        ([{**good, "amount": -5}], "rows.0.amount"),
+        ([{**good, "amount": 0}], "rows.0.amount"),
+        ([{**good, "paid_at": "yesterday"}], "rows.0.paid_at"),
+    ):
+        status, body = await ops.post("/ops/v1/collections", json={"rows": rows})
+        assert 400 <= status < 500, body
+        assert body["error"]["param"] == param
+    assert await row_counts() == before
+
+
+async def test_a_resent_row_counts_once(ops: OpsClient, settings: Settings, november: dict[str, Any]) -> None:
+    """The same reference sent twice records one payment."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    b = await invoice_of(ops, LINE_B, "2030-11")
+    row = {"invoice_id": b["id"], "amount": 700, "paid_at": "2030-12-20T10:00:00+09:00", "reference": "bank-0001"}
+    for _ in range(2):
+        status, _ = await ops.post("/ops/v1/collections", json={"rows": [row]})
+        assert status == 201
+    assert (await invoice_of(ops, LINE_B, "2030-11"))["amount_paid"] == 700
+
+
+async def test_overdue_late_payment_and_write_off(ops: OpsClient, settings: Settings, november: dict[str, Any]) -> None:
+    """Past the due date unpaid bills are overdue; a late payment still pays; 90 days on, the rest is written off."""
+    from workers.scheduler import run_due_jobs
+
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    await clock.move_to(datetime.fromisoformat("2031-01-01T09:00:00+09:00"))  # due date was 2030-12-31
+    await run_due_jobs()
+    assert {(await invoice_of(ops, line, "2030-11"))["status"] for line in (LINE_A, LINE_B, LINE_C)} == {"overdue"}
+    b = await invoice_of(ops, LINE_B, "2030-11")
+    await ops.post(
+        "/ops/v1/collections",
+        json={"rows": [{"invoice_id": b["id"], "amount": 700, "paid_at": "2031-01-01T09:00:00+09:00"}]},
+    )
+    assert (await invoice_of(ops, LINE_B, "2030-11"))["status"] == "paid"
+    await clock.move_to(datetime.fromisoformat("2031-03-31T12:00:00+09:00"))  # 90 days after the due date
+    await run_due_jobs()
+    assert (await invoice_of(ops, LINE_A, "2030-11"))["status"] == "overdue"
+    await clock.move_to(datetime.fromisoformat("2031-04-01T12:00:00+09:00"))
+    await run_due_jobs()
+    assert (await invoice_of(ops, LINE_A, "2030-11"))["status"] == "uncollectible"
+    assert (await invoice_of(ops, LINE_C, "2030-11"))["status"] == "uncollectible"
+    assert (await invoice_of(ops, LINE_B, "2030-11"))["status"] == "paid"
+    assert {c.billing_status for c in await Charge.filter(id__in=november["a_charges"])} == {"uncollectible"}
+    assert (await Charge.get(id=november["b_charge"])).billing_status == "collected"
+    assert await Event.filter(type="charge.uncollectible").count() == 3
+    status, body = await ops.post(
+        "/ops/v1/collections",
+        json={
+            "rows": [
+                {
+                    "invoice_id": (await invoice_of(ops, LINE_A, "2030-11"))["id"],
+                    "amount": 10,
+                    "paid_at": "2031-04-01T12:00:00+09:00",
+                }
+            ]
+        },
+    )
+    assert (status, body["error"]["code"]) == (409, "invoice_written_off")

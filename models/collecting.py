@@ -1,0 +1,129 @@
+"""Recording what the carrier collected on a line invoice (product.md §6), and the dunning
+states that follow from time: ``overdue`` after the due date, ``uncollectible`` when written off.
+
+A payment is spread over the invoice's items by ``billing.splits.spread_payment`` (largest
+remainder, credits netted); a merchant item collected in full turns its charge ``collected``.
+Everything happens in the caller's transaction, with the invoice row locked.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from billing.errors import Conflict, InvalidRequest
+from billing.periods import JST
+from billing.splits import spread_payment
+from models.charges import BillingStatus, Charge
+from models.events import Event
+from models.invoices import Collection, CollectionAllocation, Invoice, InvoiceItem, InvoiceStatus, ItemKind
+
+__all__ = ["WRITE_OFF_AFTER", "apply_collection", "mark_overdue", "write_off"]
+
+WRITE_OFF_AFTER = timedelta(days=90)
+OPEN_STATES = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE)
+
+
+def _status_after_payment(invoice: Invoice, today: date) -> InvoiceStatus:
+    if invoice.amount_paid >= invoice.total:
+        return InvoiceStatus.PAID
+    if today > invoice.due_date:
+        return InvoiceStatus.OVERDUE
+    return InvoiceStatus.PARTIALLY_PAID if invoice.amount_paid else InvoiceStatus.OPEN
+
+
+async def apply_collection(  # noqa: PLR0913 - one keyword per fact of the payment
+    invoice_id: str,
+    *,
+    amount: int,
+    paid_at: datetime,
+    source: str,
+    reference: str,
+    now: datetime,
+    param: str = "invoice_id",
+) -> Collection:
+    """Record ``amount`` paid on an invoice; refused above what is owed or on a written-off bill."""
+    invoice = await Invoice.select_for_update().get_or_none(id=invoice_id)
+    if invoice is None:
+        raise InvalidRequest(f"No invoice {invoice_id}.", param=param, code="invoice_unknown")
+    if invoice.status == InvoiceStatus.UNCOLLECTIBLE:
+        raise Conflict(f"Invoice {invoice_id} was written off.", param=param, code="invoice_written_off")
+    owed = invoice.total - invoice.amount_paid
+    if amount > owed:
+        raise InvalidRequest(
+            f"{amount} yen is more than the {owed} yen owed on {invoice_id}.",
+            param=param.replace("invoice_id", "amount"),
+            code="amount_exceeds_balance",
+        )
+    items = (
+        await InvoiceItem.select_for_update()
+        .filter(invoice_id=invoice.id, kind__in=[ItemKind.BASE_FEE, ItemKind.CHARGE])
+        .order_by("position")
+    )
+    parts = spread_payment(
+        amount,
+        [item.amount - item.collected_amount for item in items],
+        invoice_total=invoice.total,
+        positive_total=sum(item.amount for item in items),
+        paid_before=invoice.amount_paid,
+    )
+    collection = await Collection.create(
+        invoice=invoice, amount=amount, paid_at=paid_at, source=source, source_reference=reference, created_at=now
+    )
+    await CollectionAllocation.bulk_create(
+        [
+            CollectionAllocation(collection=collection, item=item, amount=part)
+            for item, part in zip(items, parts, strict=True)
+            if part
+        ]
+    )
+    finished: list[str] = []
+    for item, part in zip(items, parts, strict=True):
+        if not part:
+            continue
+        item.collected_amount += part
+        item.collection_status = "collected" if item.collected_amount >= item.amount else "partial"
+        await item.save(update_fields=["collected_amount", "collection_status"])
+        if item.collection_status == "collected" and item.charge_id:
+            finished.append(item.charge_id)
+    invoice.amount_paid += amount
+    invoice.status = _status_after_payment(invoice, now.astimezone(JST).date())
+    await invoice.save(update_fields=["amount_paid", "status"])
+    charges = await Charge.filter(id__in=finished)
+    await Charge.filter(id__in=finished).update(billing_status=BillingStatus.COLLECTED)
+    for charge in charges:
+        charge.billing_status = BillingStatus.COLLECTED
+    await Event.record_many("charge.collected", [(charge.merchant_id, charge.to_api()) for charge in charges])
+    return collection
+
+
+async def mark_overdue(now: datetime) -> int:
+    """Scheduler job: unpaid invoices whose due date has passed (in Tokyo) become ``overdue``."""
+    today = now.astimezone(JST).date()
+    return await Invoice.filter(
+        status__in=[InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID], due_date__lt=today
+    ).update(status=InvoiceStatus.OVERDUE)
+
+
+async def write_off(now: datetime) -> int:
+    """Scheduler job: an invoice still overdue 90 days after its due date is ``uncollectible``;
+    its charges not collected in full turn ``uncollectible`` too."""
+    cutoff = now.astimezone(JST).date() - WRITE_OFF_AFTER
+    invoices = await Invoice.select_for_update(skip_locked=True).filter(
+        status=InvoiceStatus.OVERDUE, due_date__lt=cutoff
+    )
+    for invoice in invoices:
+        invoice.status = InvoiceStatus.UNCOLLECTIBLE
+        await invoice.save(update_fields=["status"])
+        open_items = InvoiceItem.filter(
+            invoice_id=invoice.id,
+            kind__in=[ItemKind.BASE_FEE, ItemKind.CHARGE],
+            collection_status__in=["open", "partial"],
+        )
+        charge_ids = [i for i in await open_items.values_list("charge_id", flat=True) if i]
+        await open_items.update(collection_status="uncollectible")
+        charges = await Charge.filter(id__in=charge_ids)
+        await Charge.filter(id__in=charge_ids).update(billing_status=BillingStatus.UNCOLLECTIBLE)
+        for charge in charges:
+            charge.billing_status = BillingStatus.UNCOLLECTIBLE
+        await Event.record_many("charge.uncollectible", [(c.merchant_id, c.to_api()) for c in charges])
+    return len(invoices)

@@ -14,27 +14,31 @@ from api.http import Body, json_response
 from api.keys import SETTINGS
 from api.merchant.fields import Amount, Description, Metadata, Reference, ReturnUrl
 from api.merchant.lists import page
-from api.merchant.table import merchant_of, merchant_routes, not_found
+from api.merchant.table import merchant_of, merchant_routes, owned, with_status
 from billing.errors import Conflict, InvalidRequest
 from models.charges import Charge, ChargeStatus
 from models.clock import clock
 from models.events import Event
 from models.merchants import Merchant
 
-__all__ = ["CONFIRMATION_WINDOW", "check_amount", "confirmation_token"]
+__all__ = ["CONFIRMATION_WINDOW", "PurchaseCreate", "awaiting_confirmation", "check_amount", "confirmation_token"]
 
 CONFIRMATION_WINDOW = timedelta(minutes=30)
 STATUSES = frozenset(status.value for status in ChargeStatus)
 
 
-class ChargeCreate(Body):
-    """A one-off purchase to be confirmed by the subscriber."""
+class PurchaseCreate(Body):
+    """What a charge and a subscription are created with."""
 
     amount: Amount
     description: Description
     return_url: ReturnUrl
     merchant_reference: Reference | None = None
     metadata: Metadata | None = None
+
+
+class ChargeCreate(PurchaseCreate):
+    """A one-off purchase to be confirmed by the subscriber."""
 
 
 class ChargeOut(BaseModel):
@@ -73,13 +77,24 @@ def confirmation_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-async def _charge(request: web.Request, *, lock: bool = False) -> Charge:
-    charge_id = request.match_info["id"]
-    query = Charge.select_for_update() if lock else Charge
-    charge = await query.get_or_none(id=charge_id, merchant_id=merchant_of(request).id)
-    if charge is None:
-        raise not_found("charge", charge_id)
-    return charge
+async def awaiting_confirmation(request: web.Request, body: PurchaseCreate) -> dict[str, Any]:
+    """The fields of a new charge or subscription waiting for the subscriber's answer."""
+    merchant = merchant_of(request)
+    check_amount(merchant, body.amount)
+    now = await clock.now()
+    token = confirmation_token()
+    return {
+        "merchant": merchant,
+        "amount": body.amount,
+        "description": body.description,
+        "return_url": body.return_url,
+        "merchant_reference": body.merchant_reference,
+        "metadata": body.metadata or {},
+        "confirmation_token": token,
+        "confirmation_url": f"{request.app[SETTINGS].base_url}/confirm/{token}",
+        "created_at": now,
+        "expires_at": now + CONFIRMATION_WINDOW,
+    }
 
 
 @merchant_routes.route(
@@ -93,41 +108,20 @@ async def _charge(request: web.Request, *, lock: bool = False) -> Charge:
 )
 async def create_charge(request: web.Request, body: ChargeCreate) -> web.Response:
     """A charge in ``requires_confirmation``; send the subscriber to its ``confirmation_url``."""
-    merchant = merchant_of(request)
-    check_amount(merchant, body.amount)
-    now = await clock.now()
-    token = confirmation_token()
-    async with in_transaction():
-        charge = await Charge.create(
-            merchant=merchant,
-            amount=body.amount,
-            description=body.description,
-            return_url=body.return_url,
-            merchant_reference=body.merchant_reference,
-            metadata=body.metadata or {},
-            confirmation_token=token,
-            confirmation_url=f"{request.app[SETTINGS].base_url}/confirm/{token}",
-            created_at=now,
-            expires_at=now + CONFIRMATION_WINDOW,
-        )
+    charge = await Charge.create(**await awaiting_confirmation(request, body))
     return json_response(charge.to_api(), status=201)
 
 
 @merchant_routes.route("GET", "/charges/{id}", summary="Retrieve a charge", response=ChargeOut)
 async def get_charge(request: web.Request) -> web.Response:
     """One of this merchant's charges."""
-    return json_response((await _charge(request)).to_api())
+    return json_response((await owned(request, Charge, "charge")).to_api())
 
 
 @merchant_routes.route("GET", "/charges", summary="List charges (newest first; status, created[...] filters)")
 async def list_charges(request: web.Request) -> web.Response:
     """This merchant's charges, newest first."""
-    query: Any = Charge.filter(merchant_id=merchant_of(request).id)
-    status = request.query.get("status")
-    if status is not None:
-        if status not in STATUSES:
-            raise InvalidRequest(f"status must be one of {', '.join(sorted(STATUSES))}.", param="status")
-        query = query.filter(status=status)
+    query = with_status(request, Charge.filter(merchant_id=merchant_of(request).id), STATUSES)
     return json_response(await page(request.query, query, view=Charge.to_api, filters=("status",)))
 
 
@@ -141,7 +135,7 @@ async def list_charges(request: web.Request) -> web.Response:
 async def cancel_charge(request: web.Request) -> web.Response:
     """Only a charge still waiting for the subscriber can be canceled."""
     async with in_transaction():
-        charge = await _charge(request, lock=True)
+        charge = await owned(request, Charge, "charge", lock=True)
         if charge.status != ChargeStatus.REQUIRES_CONFIRMATION:
             raise Conflict(f"A {charge.status.value} charge cannot be canceled.", code="charge_not_cancelable")
         charge.status, charge.decided_at = ChargeStatus.CANCELED, await clock.now()

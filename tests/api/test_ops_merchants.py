@@ -9,18 +9,9 @@ import pytest
 
 from conftest import OpsClient, row_counts
 from models.merchants import ApiKey, BankAccount, FeePlan, Merchant
+from tests_support import MERCHANT_BODY
 
-MERCHANT: dict[str, Any] = {
-    "name": "ストリーム動画株式会社",
-    "name_kana": "ストリームドウガ(カ",
-    "bank_account": {
-        "bank_code": "0001",
-        "branch_code": "001",
-        "account_type": "ordinary",
-        "account_number": "1234567",
-        "holder_kana": "ストリームドウガ(カ",
-    },
-}
+MERCHANT: dict[str, Any] = MERCHANT_BODY
 
 
 async def test_create_merchant_shows_its_secrets_once(ops: OpsClient) -> None:

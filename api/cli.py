@@ -126,7 +126,7 @@ async def _close_month(settings: Settings, period: str) -> int:
             print(f"matomete: {error.message}", file=sys.stderr)  # noqa: T201 - the operator's answer
             return 2
         if settings.embedded:  # no worker listens to an in-process broker of another process
-            await billing.plan_close.fn.__wrapped__(run.id)  # type: ignore[attr-defined]
+            await billing.close_period.fn.__wrapped__(run.id)  # type: ignore[attr-defined]
             for batch in await BillingBatch.filter(run_id=run.id).order_by("first_line_id"):
                 await billing.merge_invoices.fn.__wrapped__(batch.id)  # type: ignore[attr-defined]
                 await _show(await BillingRun.get(id=run.id))

@@ -1,6 +1,6 @@
 """Queue ``billing``: closing a month (product.md §5).
 
-``start_close`` opens a billing run for a period that has ended; ``plan_close`` cuts the lines
+``start_close`` opens a billing run for a period that has ended; ``close_period`` cuts the lines
 into batches of a few thousand and sends one ``merge_invoices`` message per batch; each batch
 writes its invoices, items, taxes and the billed charges with set-based SQL in ONE transaction,
 and marks itself done in it. So a batch is all or nothing: a worker killed half-way leaves the
@@ -38,9 +38,9 @@ from queues import ACTOR_OPTIONS, worker_settings
 
 __all__ = [
     "close_due_periods",
+    "close_period",
     "mark_overdue_invoices",
     "merge_invoices",
-    "plan_close",
     "start_close",
     "write_off_invoices",
 ]
@@ -72,7 +72,7 @@ async def start_close(period: str) -> BillingRun:
         if running is not None:
             raise Conflict(f"A close of {period} is running: {running.id}.", param="period", code="close_running")
         run = await BillingRun.create(period=period, status="running", started_at=now)
-        await send(plan_close, run.id)
+        await send(close_period, run.id)
     return run
 
 
@@ -108,7 +108,7 @@ def _new_id(prefix: str, dialect: str, salt: str) -> str:
 
 
 @dramatiq.actor(queue_name="billing", **ACTOR_OPTIONS)
-async def plan_close(run_id: str) -> None:
+async def close_period(run_id: str) -> None:
     """Cut the lines into batches and send one message per batch (once per run)."""
     async with in_transaction():
         run = await BillingRun.select_for_update().get(id=run_id)

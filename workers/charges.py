@@ -41,14 +41,6 @@ LIVE = (SubscriptionStatus.REQUIRES_CONFIRMATION, SubscriptionStatus.ACTIVE, Sub
 BATCH = 500
 
 
-async def _cancel(subscription: Subscription, now: datetime, reason: str) -> None:
-    subscription.status = SubscriptionStatus.CANCELED
-    subscription.canceled_at = now
-    subscription.cancel_reason = reason
-    await subscription.save(update_fields=["status", "canceled_at", "cancel_reason"])
-    await Event.record("subscription.canceled", merchant_id=subscription.merchant_id, obj=subscription.to_api())
-
-
 @dramatiq.actor(queue_name="charges", **ACTOR_OPTIONS)
 async def cancel_line_subscriptions(line_id: str) -> None:
     """Cancel every live subscription of a terminated line; a repeat finds none left to cancel."""
@@ -56,7 +48,7 @@ async def cancel_line_subscriptions(line_id: str) -> None:
         subscriptions = await Subscription.select_for_update().filter(line_id=line_id, status__in=LIVE)
         now = await clock.now()
         for subscription in subscriptions:
-            await _cancel(subscription, now, "line_terminated")
+            await subscription.cancel(now=now, reason="line_terminated")
     log.info("line_subscriptions_canceled", line_id=line_id, canceled=len(subscriptions))
 
 
@@ -161,5 +153,5 @@ async def cancel_overdue_subscriptions(now: datetime) -> int:
             status=SubscriptionStatus.PAST_DUE, current_period__lt=period
         )
         for subscription in overdue:
-            await _cancel(subscription, now, "past_due")
+            await subscription.cancel(now=now, reason="past_due")
     return len(overdue)

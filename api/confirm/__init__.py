@@ -225,9 +225,7 @@ async def _decline(target: Charge | Subscription, now: Any) -> None:
         await target.save(update_fields=["status", "decided_at"])
         await Event.record("charge.canceled", merchant_id=target.merchant_id, obj=target.to_api())
     else:
-        target.status, target.canceled_at, target.cancel_reason = SubscriptionStatus.CANCELED, now, "declined"
-        await target.save(update_fields=["status", "canceled_at", "cancel_reason"])
-        await Event.record("subscription.canceled", merchant_id=target.merchant_id, obj=target.to_api())
+        await target.cancel(now=now, reason="declined")
 
 
 async def _hand_to_auth_worker(

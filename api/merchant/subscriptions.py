@@ -12,7 +12,6 @@ from api.merchant.lists import page
 from api.merchant.table import merchant_of, merchant_routes, owned, with_status
 from billing.errors import Conflict
 from models.clock import clock
-from models.events import Event
 from models.subscriptions import Subscription, SubscriptionStatus
 
 __all__: list[str] = []
@@ -85,9 +84,5 @@ async def cancel_subscription(request: web.Request) -> web.Response:
             raise Conflict(
                 f"A {subscription.status.value} subscription cannot be canceled.", code="subscription_not_cancelable"
             )
-        subscription.status = SubscriptionStatus.CANCELED
-        subscription.canceled_at = await clock.now()
-        subscription.cancel_reason = "merchant"
-        await subscription.save(update_fields=["status", "canceled_at", "cancel_reason"])
-        await Event.record("subscription.canceled", merchant_id=subscription.merchant_id, obj=subscription.to_api())
+        await subscription.cancel(now=await clock.now(), reason="merchant")
     return json_response(subscription.to_api())

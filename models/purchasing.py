@@ -74,9 +74,8 @@ async def record_decision(  # noqa: PLR0913 - everything the decision touches, k
     )
     if subscription is not None and subscription.status in (SubscriptionStatus.CANCELED, SubscriptionStatus.FAILED):
         # Canceled while the subscriber was signing in: nothing is bought.
-        charge.status = ChargeStatus.CANCELED
-        await charge.save()
-        await Event.record("charge.canceled", merchant_id=charge.merchant_id, obj=charge.to_api())
+        await charge.save()  # the account and line it was tried from
+        await charge.cancel(now=now)
         return
     if decision.succeeded:
         assert usage is not None  # noqa: S101 - a success is only decided with the usage locked

@@ -18,9 +18,8 @@ from tortoise.transactions import in_transaction
 from billing.periods import period_of
 from billing.purchases import PurchaseFacts, decide_renewal
 from models.accounts import SubscriberAccount
-from models.charges import Charge, ChargeStatus, FailureCode
+from models.charges import Charge, ChargeStatus
 from models.clock import clock
-from models.events import Event
 from models.lines import Line, LineStatus
 from models.merchants import Merchant
 from models.outbox import send
@@ -62,9 +61,7 @@ async def renew_subscription(charge_id: str) -> None:
         subscription = await Subscription.get(id=charge.subscription_id)
         now = await clock.now()
         if subscription.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
-            charge.status, charge.decided_at = ChargeStatus.CANCELED, now
-            await charge.save(update_fields=["status", "decided_at"])
-            await Event.record("charge.canceled", merchant_id=charge.merchant_id, obj=charge.to_api())
+            await charge.cancel(now=now)
             return
         account = await SubscriberAccount.get(id=subscription.account_id)
         line = await Line.get(line_id=account.line_id)
@@ -129,9 +126,7 @@ async def expire_unconfirmed_charges(now: datetime) -> int:
             .limit(BATCH)
         )
         for charge in charges:
-            charge.status, charge.failure_code, charge.decided_at = ChargeStatus.FAILED, FailureCode.EXPIRED, now
-            await charge.save(update_fields=["status", "failure_code", "decided_at"])
-            await Event.record("charge.failed", merchant_id=charge.merchant_id, obj=charge.to_api())
+            await charge.expire(now=now)
             expired += 1
         subscriptions = (
             await Subscription.select_for_update(skip_locked=True)

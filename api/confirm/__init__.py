@@ -22,9 +22,8 @@ from api.http import json_response
 from api.keys import SETTINGS
 from billing.periods import period_of
 from billing.signing import return_redirect
-from models.charges import Charge, ChargeStatus, ConfirmationAttempt, FailureCode
+from models.charges import Charge, ChargeStatus, ConfirmationAttempt
 from models.clock import clock
-from models.events import Event
 from models.merchants import Merchant
 from models.outbox import send
 from models.passwords import seal_password
@@ -211,9 +210,7 @@ async def answer_confirmation(request: web.Request) -> web.StreamResponse:
 
 async def _expire(target: Charge | Subscription, now: Any) -> None:
     if isinstance(target, Charge):
-        target.status, target.failure_code, target.decided_at = ChargeStatus.FAILED, FailureCode.EXPIRED, now
-        await target.save(update_fields=["status", "failure_code", "decided_at"])
-        await Event.record("charge.failed", merchant_id=target.merchant_id, obj=target.to_api())
+        await target.expire(now=now)
     else:
         target.status = SubscriptionStatus.FAILED
         await target.save(update_fields=["status"])
@@ -221,9 +218,7 @@ async def _expire(target: Charge | Subscription, now: Any) -> None:
 
 async def _decline(target: Charge | Subscription, now: Any) -> None:
     if isinstance(target, Charge):
-        target.status, target.decided_at = ChargeStatus.CANCELED, now
-        await target.save(update_fields=["status", "decided_at"])
-        await Event.record("charge.canceled", merchant_id=target.merchant_id, obj=target.to_api())
+        await target.cancel(now=now)
     else:
         await target.cancel(now=now, reason="declined")
 

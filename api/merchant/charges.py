@@ -18,7 +18,6 @@ from api.merchant.table import merchant_of, merchant_routes, owned, with_status
 from billing.errors import Conflict, InvalidRequest
 from models.charges import Charge, ChargeStatus
 from models.clock import clock
-from models.events import Event
 from models.merchants import Merchant
 
 __all__ = ["CONFIRMATION_WINDOW", "PurchaseCreate", "awaiting_confirmation", "check_amount", "confirmation_token"]
@@ -138,7 +137,5 @@ async def cancel_charge(request: web.Request) -> web.Response:
         charge = await owned(request, Charge, "charge", lock=True)
         if charge.status != ChargeStatus.REQUIRES_CONFIRMATION:
             raise Conflict(f"A {charge.status.value} charge cannot be canceled.", code="charge_not_cancelable")
-        charge.status, charge.decided_at = ChargeStatus.CANCELED, await clock.now()
-        await charge.save(update_fields=["status", "decided_at"])
-        await Event.record("charge.canceled", merchant_id=charge.merchant_id, obj=charge.to_api())
+        await charge.cancel(now=await clock.now())
     return json_response(charge.to_api())

@@ -26,7 +26,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from billing.errors import Conflict, InvalidRequest
-from billing.periods import last_day, next_period, period_end, period_of, valid_period
+from billing.periods import last_day, next_period, period_end, period_of, period_start, valid_period
 from billing.tax import rate_on, tax_included
 from models.charges import BillingStatus, Charge
 from models.clock import clock
@@ -47,6 +47,11 @@ __all__ = [
 
 log = structlog.get_logger("matomete.workers.billing")
 PLACEHOLDER = re.compile(r"%\((\w+)(?::(\w+))?\)s")
+# The line's own fee is billed for a month it existed in and was not terminated before.
+BASE_FEE_DUE = (
+    "l.base_monthly_fee > 0 AND l.created_at < %(end:timestamptz)s"
+    " AND (l.terminated_at IS NULL OR l.terminated_at >= %(start:timestamptz)s)"
+)
 ITEM_COLUMNS = (
     "(invoice_id, position, kind, charge_id, refund_id, merchant_id, description, amount, tax_rate, "
     "collected_amount, collection_status)"
@@ -167,6 +172,7 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         "run": run.id,
         "now": await clock.now(),
         "due": last_day(next_period(period)),
+        "start": period_start(period),
         "end": period_end(period),
         "rate": rate,
         "no": False,
@@ -179,7 +185,7 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
                %(run:varchar)s, %(now:timestamptz)s
         FROM lines l
         WHERE l.line_id BETWEEN %(first)s AND %(last)s AND (
-            (l.status <> 'terminated' AND l.base_monthly_fee > 0 AND l.created_at < %(end:timestamptz)s)
+            ({BASE_FEE_DUE})
             OR EXISTS (SELECT 1 FROM charges c WHERE c.line_id = l.line_id AND c.period = %(period)s
                        AND c.status = 'succeeded' AND c.amount > c.refunded_amount)
             OR EXISTS (SELECT 1 FROM refunds r JOIN charges c ON c.id = r.charge_id
@@ -191,7 +197,7 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         f"""INSERT INTO invoice_items {ITEM_COLUMNS}
         SELECT i.id, 0, 'base_fee', NULL, NULL, NULL, '回線月額料金', l.base_monthly_fee, %(rate:numeric)s, 0, 'open'
         FROM invoices i JOIN lines l ON l.line_id = i.line_id
-        WHERE i.period = %(period)s AND i.line_id BETWEEN %(first)s AND %(last)s AND l.base_monthly_fee > 0
+        WHERE i.period = %(period)s AND i.line_id BETWEEN %(first)s AND %(last)s AND {BASE_FEE_DUE}
         ON CONFLICT DO NOTHING""",
         params,
     )
@@ -248,6 +254,11 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         f"""UPDATE invoices SET total = (SELECT COALESCE(SUM(x.amount), 0) FROM invoice_items x
                                          WHERE x.invoice_id = invoices.id)
         WHERE id IN ({batch_invoices})""",
+        params,
+    )
+    # Credits can bring a bill to nothing: nothing is owed, so it is settled as it is issued.
+    await _execute(
+        f"UPDATE invoices SET status = 'paid' WHERE status = 'open' AND total <= 0 AND id IN ({batch_invoices})",
         params,
     )
     sums = await _execute(

@@ -286,3 +286,31 @@ async def test_overdue_late_payment_and_write_off(ops: OpsClient, settings: Sett
         },
     )
     assert (status, body["error"]["code"]) == (409, "invoice_written_off")
+
+
+async def test_a_terminated_line_pays_its_last_month_only(
+    ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """Terminated in November: November's fee is billed, December's is not."""
+    await ops.post("/ops/v1/lines", json=line_body("CAF0000002005", base_monthly_fee=2000))
+    await ops.patch("/ops/v1/lines/CAF0000002005", json={"status": "terminated"})
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    assert (await invoice_of(ops, "CAF0000002005", "2030-11"))["total"] == 2000
+    await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-12")
+    assert not await Invoice.exists(line_id="CAF0000002005", period="2030-12")
+
+
+async def test_a_bill_credits_bring_to_nothing_is_settled(
+    client, ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """Line B (no base fee) refunded in December for all it paid: December's bill is 0 and settled at once."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    shop: Shop = november["shop"]
+    await client.post("/v1/refunds", headers=shop.auth, json={"charge": november["b_charge"]})
+    await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-12")
+    december = await invoice_of(ops, LINE_B, "2030-12")
+    assert (december["total"], december["status"], december["taxes"][0]["tax"]) == (-700, "paid", -63)

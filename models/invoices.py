@@ -136,6 +136,7 @@ class InvoiceItem(Model):
     tax_rate = fields.DecimalField(max_digits=5, decimal_places=4)
     collected_amount = fields.BigIntField(default=0)
     collection_status = fields.CharField(max_length=16, default="open")
+    paid_out_amount = fields.BigIntField(default=0)
 
     if TYPE_CHECKING:
         invoice_id: str

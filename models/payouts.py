@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -45,13 +45,38 @@ class Payout(Model):
     paid_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
 
+    if TYPE_CHECKING:
+        merchant_id: str
+
     class Meta:
         table = "payouts"
         unique_together = (("merchant_id", "period"),)
 
+    def to_api(self) -> dict[str, Any]:
+        """The payout object (ops and merchant APIs, and its events)."""
+        return {
+            "id": self.id,
+            "object": "payout",
+            "merchant_id": self.merchant_id,
+            "period": self.period,
+            "billed": self.billed,
+            "lines": self.lines,
+            "fee": self.fee,
+            "fee_rule": self.fee_rule,
+            "setup_fee": self.setup_fee,
+            "collected": self.collected,
+            "adjustments": self.adjustments,
+            "carried_forward": self.carried_forward,
+            "net": self.net,
+            "scheduled_date": self.scheduled_date.isoformat(),
+            "status": self.status.value,
+            "paid_at": int(self.paid_at.timestamp()) if self.paid_at else None,
+            "created": int(self.created_at.timestamp()),
+        }
+
 
 class PayoutLine(Model):
-    """One statement line: a collected item, a refund adjustment, the fee, a carried balance."""
+    """One statement line: a collected item, a refund adjustment, the fee."""
 
     id = fields.BigIntField(primary_key=True)
     payout: fields.ForeignKeyRelation[Payout] = fields.ForeignKeyField(
@@ -59,11 +84,11 @@ class PayoutLine(Model):
     )
     kind = fields.CharField(max_length=24)
     item: fields.ForeignKeyNullableRelation[InvoiceItem] = fields.ForeignKeyField(
-        "models.InvoiceItem", related_name="payout_lines", null=True
+        "models.InvoiceItem", related_name="payout_lines", null=True, on_delete=fields.RESTRICT
     )
     description = fields.CharField(max_length=500)
     amount = fields.BigIntField()
 
     class Meta:
         table = "payout_lines"
-        unique_together = (("item_id", "kind"),)
+        unique_together = (("payout_id", "item_id", "kind"),)

@@ -5,6 +5,6 @@ Actors are thin: load by id, lock, check the state machine, call ``billing/``, w
 """
 
 import queues  # noqa: F401 - the broker must exist before any actor is declared
-from workers import auth, billing, charges, webhooks
+from workers import auth, billing, charges, payouts, webhooks
 
-__all__ = ["auth", "billing", "charges", "webhooks"]
+__all__ = ["auth", "billing", "charges", "payouts", "webhooks"]

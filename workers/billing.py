@@ -54,7 +54,7 @@ BASE_FEE_DUE = (
 )
 ITEM_COLUMNS = (
     "(invoice_id, position, kind, charge_id, refund_id, merchant_id, description, amount, tax_rate, "
-    "collected_amount, collection_status)"
+    "collected_amount, collection_status, paid_out_amount)"
 )
 BILLED_STATES = ("billed", "collected", "uncollectible")
 
@@ -195,7 +195,7 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
     )
     await _execute(
         f"""INSERT INTO invoice_items {ITEM_COLUMNS}
-        SELECT i.id, 0, 'base_fee', NULL, NULL, NULL, '回線月額料金', l.base_monthly_fee, %(rate:numeric)s, 0, 'open'
+        SELECT i.id, 0, 'base_fee', NULL, NULL, NULL, '回線月額料金', l.base_monthly_fee, %(rate:numeric)s, 0, 'open', 0
         FROM invoices i JOIN lines l ON l.line_id = i.line_id
         WHERE i.period = %(period)s AND i.line_id BETWEEN %(first)s AND %(last)s AND {BASE_FEE_DUE}
         ON CONFLICT DO NOTHING""",
@@ -207,7 +207,7 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
                (SELECT COALESCE(MAX(x.position), 0) FROM invoice_items x WHERE x.invoice_id = i.id)
                  + ROW_NUMBER() OVER (PARTITION BY i.id ORDER BY c.created_at, c.id),
                'charge', c.id, NULL, c.merchant_id, c.description, c.amount - c.refunded_amount, %(rate:numeric)s, 0,
-               'open'
+               'open', 0
         FROM charges c JOIN invoices i ON i.line_id = c.line_id AND i.period = %(period)s
         WHERE c.period = %(period)s AND c.status = 'succeeded' AND c.line_id BETWEEN %(first)s AND %(last)s
           AND c.amount > c.refunded_amount
@@ -220,7 +220,7 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         SELECT i.id,
                (SELECT COALESCE(MAX(x.position), 0) FROM invoice_items x WHERE x.invoice_id = i.id)
                  + ROW_NUMBER() OVER (PARTITION BY i.id ORDER BY r.created_at, r.id),
-               'credit', NULL, r.id, c.merchant_id, '返金 ' || c.description, -r.amount, original.tax_rate, 0, 'open'
+               'credit', NULL, r.id, c.merchant_id, '返金 ' || c.description, -r.amount, original.tax_rate, 0, 'open', 0
         FROM refunds r
         JOIN charges c ON c.id = r.charge_id
         JOIN invoice_items original ON original.charge_id = c.id

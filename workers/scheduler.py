@@ -20,7 +20,7 @@ import structlog
 from models.clock import Clock, clock
 from models.merchants import IdempotencyKey
 from models.outbox import OutboxMessage
-from workers import billing, charges, webhooks
+from workers import billing, charges, payouts, webhooks
 
 __all__ = ["JOBS", "Job", "run_due_jobs", "run_scheduler"]
 
@@ -56,6 +56,7 @@ JOBS: list[Job] = [
     Job("close_due_periods", billing.close_due_periods),
     Job("mark_overdue_invoices", billing.mark_overdue_invoices),
     Job("write_off_invoices", billing.write_off_invoices),
+    Job("generate_due_payouts", payouts.generate_due_payouts),
     Job("prune_outbox", prune_outbox),
     Job("prune_idempotency_keys", prune_idempotency_keys),
 ]

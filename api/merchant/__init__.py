@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api.keys import SETTINGS
-from api.merchant import charges, docs, events, refunds, subscriptions, webhooks
+from api.merchant import charges, docs, events, payouts, refunds, subscriptions, webhooks
 from api.merchant.idempotency import idempotency_middleware
 from api.merchant.table import MERCHANT, merchant_routes
 from billing.errors import AuthenticationFailed
@@ -20,7 +20,7 @@ from settings import Settings
 
 __all__ = ["merchant_app"]
 
-_ = (charges, events, refunds, subscriptions, webhooks)  # importing them declares their routes
+_ = (charges, events, payouts, refunds, subscriptions, webhooks)  # importing them declares their routes
 PUBLIC_SUFFIXES = ("/openapi.json", "/docs")
 
 

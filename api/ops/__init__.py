@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api.keys import SETTINGS
-from api.ops import billing, collections, lines, merchants
+from api.ops import billing, collections, lines, merchants, payouts
 from api.ops import clock as clock_routes
 from api.ops.table import ops_routes
 from billing.errors import AuthenticationFailed
@@ -19,7 +19,14 @@ from settings import Settings
 
 __all__ = ["ops_app", "ops_routes"]
 
-_ = (billing, clock_routes, collections, lines, merchants)  # importing them declares their routes on ops_routes
+_ = (
+    billing,
+    clock_routes,
+    collections,
+    lines,
+    merchants,
+    payouts,
+)  # importing them declares their routes on ops_routes
 PUBLIC_SUFFIX = "/openapi.json"  # the contract is public; every operation needs the token
 
 

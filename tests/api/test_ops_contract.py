@@ -34,6 +34,7 @@ def _body_operations() -> list[tuple[str, str, str]]:
         "/clock": "now",
         "/billing/close": "period",
         "/collections": "rows",
+        "/payouts/generate": "period",
     }
     return [(op.method, op.path, wrong_type_field[op.path]) for op in ops_routes.operations if op.body is not None]
 

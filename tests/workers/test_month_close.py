@@ -314,3 +314,65 @@ async def test_a_bill_credits_bring_to_nothing_is_settled(
     await close(ops, settings, "2030-12")
     december = await invoice_of(ops, LINE_B, "2030-12")
     assert (december["total"], december["status"], december["taxes"][0]["tax"]) == (-700, "paid", -63)
+
+
+async def _payouts(ops: OpsClient, settings: Settings, period: str) -> list[dict[str, Any]]:
+    """POST /payouts/generate and wait for the merchant's payout of ``period``; the period's payouts."""
+    from models.payouts import Payout
+
+    status, body = await ops.post("/ops/v1/payouts/generate", json={"period": period})
+    assert status == 202, body
+
+    async def made() -> bool:
+        return await Payout.exists(period=period)
+
+    await settle(settings, made)
+    _, listing = await ops.get(f"/ops/v1/payouts?period={period}")
+    return list(listing["data"])
+
+
+async def test_payouts_pay_what_was_collected_less_the_fee(
+    client, ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """November: 1,015 billed on 2 lines (507.5 a line, so 31.5 x 2 = 63), all collected: 952 paid on 31 Jan."""
+    status, body = await ops.post("/ops/v1/payouts/generate", json={"period": "2030-11"})
+    assert (status, body["error"]["code"]) == (409, "period_not_closed")
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    paid_at = "2030-12-20T10:00:00+09:00"
+    for line_id in (LINE_A, LINE_B):
+        invoice = await invoice_of(ops, line_id, "2030-11")
+        await ops.post(
+            "/ops/v1/collections",
+            json={"rows": [{"invoice_id": invoice["id"], "amount": invoice["total"], "paid_at": paid_at}]},
+        )
+    shop: Shop = november["shop"]
+    await client.post("/v1/refunds", headers=shop.auth, json={"charge": november["a_charges"][0]})  # after billing
+    await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
+    (payout,) = await _payouts(ops, settings, "2030-11")
+    assert (payout["billed"], payout["lines"], payout["fee"], payout["fee_rule"]) == (1015, 2, 63, "per_line")
+    assert (payout["collected"], payout["adjustments"], payout["net"], payout["carried_forward"]) == (1015, 0, 952, 0)
+    assert payout["scheduled_date"] == "2031-01-31"  # the last business day of January 2031, a Friday
+    assert {c.payout_id for c in await Charge.filter(id__in=[*november["a_charges"], november["b_charge"]])} == {
+        payout["id"]
+    }
+    assert len(await _payouts(ops, settings, "2030-11")) == 1  # generating again adds nothing
+    await close(ops, settings, "2030-12")
+    (december,) = await _payouts(ops, settings, "2030-12")
+    assert (december["collected"], december["adjustments"], december["net"], december["carried_forward"]) == (
+        0,
+        -105,
+        0,
+        -105,
+    )  # the December refund of a November charge, carried forward
+    status, paid = await ops.post(f"/ops/v1/payouts/{payout['id']}/paid")
+    assert (status, paid["status"]) == (200, "paid")
+    status, body = await ops.post(f"/ops/v1/payouts/{payout['id']}/paid")
+    assert (status, body["error"]["code"]) == (409, "payout_already_paid")
+    listing = await (await client.get("/v1/payouts", headers=shop.auth)).json()
+    assert [p["period"] for p in listing["data"]] == ["2030-12", "2030-11"]
+    statement = await (await client.get(f"/v1/payouts/{payout['id']}", headers=shop.auth)).json()
+    assert sorted(line["kind"] for line in statement["statement"]) == ["collected"] * 4 + ["fee"]
+    assert sum(line["amount"] for line in statement["statement"]) == 952
+    types = await Event.filter(type__in=["payout.created", "payout.paid"]).values_list("type", flat=True)
+    assert sorted(types) == ["payout.created", "payout.created", "payout.paid"]

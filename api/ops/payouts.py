@@ -1,0 +1,68 @@
+"""Merchant payouts as finance runs them (product.md §7, §11)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import Field
+from tortoise.transactions import in_transaction
+
+from api.http import Body, json_response
+from api.merchant.lists import page
+from api.ops.table import ops_routes
+from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.periods import valid_period
+from models.clock import clock
+from models.events import Event
+from models.payouts import Payout, PayoutStatus
+from workers.payouts import request_payouts
+
+__all__: list[str] = []
+
+
+class GenerateRequest(Body):
+    """The closed period to pay out."""
+
+    period: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-11"])]
+
+
+@ops_routes.route(
+    "POST",
+    "/payouts/generate",
+    summary="Generate a period's payouts",
+    body=GenerateRequest,
+    status=202,
+    errors=(400, 401, 409),
+)
+async def generate(_request: web.Request, body: GenerateRequest) -> web.Response:
+    """Queue one payout per merchant for a closed period; generating again adds nothing."""
+    async with in_transaction():
+        await request_payouts(body.period)
+    return json_response({"period": body.period, "status": "queued"}, status=202)
+
+
+@ops_routes.route("GET", "/payouts", summary="List payouts (period filter)")
+async def list_payouts(request: web.Request) -> web.Response:
+    """Payouts, newest first."""
+    query: Any = Payout.all()
+    if "period" in request.query:
+        if not valid_period(request.query["period"]):
+            raise InvalidRequest("period must be YYYY-MM.", param="period")
+        query = query.filter(period=request.query["period"])
+    return json_response(await page(request.query, query, view=Payout.to_api, filters=("period",)))
+
+
+@ops_routes.route("POST", "/payouts/{id}/paid", summary="Record a payout as transferred", errors=(400, 401, 404, 409))
+async def mark_paid(request: web.Request) -> web.Response:
+    """Finance confirms the transfer went out; ``payout.paid`` tells the merchant."""
+    async with in_transaction():
+        payout = await Payout.select_for_update().get_or_none(id=request.match_info["id"])
+        if payout is None:
+            raise NotFound("No such payout.", param="id")
+        if payout.status == PayoutStatus.PAID:
+            raise Conflict("This payout is recorded as paid already.", code="payout_already_paid")
+        payout.status, payout.paid_at = PayoutStatus.PAID, await clock.now()
+        await payout.save(update_fields=["status", "paid_at"])
+        await Event.record("payout.paid", merchant_id=payout.merchant_id, obj=payout.to_api())
+    return json_response(payout.to_api())

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -157,6 +158,35 @@ async def _show(run: object) -> None:
     print(line, end="", file=sys.stderr, flush=True)  # noqa: T201 - a progress bar
 
 
+async def _zengin_file(settings: Settings, period: str) -> bytes | None:
+    """The Zengin 総合振込 file of ``period``'s payouts; None (and why, on stderr) if there is none."""
+    from billing.errors import MatometeError
+    from settings.database import close_database, open_database
+    from workers.payouts import transfer_file_for
+
+    context = await open_database(settings)
+    try:
+        data = await transfer_file_for(period, settings.zengin_payer)
+    except MatometeError as error:
+        print(f"matomete: {error.message}", file=sys.stderr)  # noqa: T201 - the operator's answer
+        return None
+    finally:
+        await close_database(context)
+    return data
+
+
+def _export_zengin(settings: Settings, period: str, output: str) -> int:
+    data = asyncio.run(_zengin_file(settings, period))
+    if data is None:
+        return 2
+    if output == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        Path(output).write_bytes(data)
+        print(f"{output}: {len(data)} bytes", file=sys.stderr)  # noqa: T201 - what was written
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matomete", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +199,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply database migrations")
     close = commands.add_parser("close-month", help="close a billing period (YYYY-MM), with a progress bar")
     close.add_argument("period", help="the month to close, YYYY-MM")
+    export = commands.add_parser("export-zengin", help="write the Zengin transfer file of a period's payouts")
+    export.add_argument("period", help="the payouts' period, YYYY-MM")
+    export.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
     return parser
 
 
@@ -196,10 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"matomete: {error}", file=sys.stderr)  # noqa: T201 - one line, then stop
         return 2
     # A command that answers on stdout keeps its log lines on stderr.
-    stream = sys.stderr if args.command == "close-month" else sys.stdout
+    stream = sys.stderr if args.command in ("close-month", "export-zengin") else sys.stdout
     configure_logging(log_format=settings.log_format, log_level=settings.log_level, stream=stream)
     if args.command == "close-month":
         return asyncio.run(_close_month(settings, args.period))
+    if args.command == "export-zengin":
+        return _export_zengin(settings, args.period, args.output)
     runners = {"up": _up, "web": _web, "relay": _relay, "scheduler": _scheduler, "migrate": _migrate}
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runners[args.command](settings))

@@ -49,6 +49,9 @@ class Settings:
     public_url: str = ""
     webhooks_allow_insecure: bool = False
     billing_batch_lines: int = 2000
+    # The carrier's own account payouts are drawn from (総合振込 依頼人): code, bank, branch,
+    # account type (1 普通, 2 当座), account number, kana name.
+    zengin_payer: tuple[str, str, str, int, str, str] = ("0000000000", "0001", "001", 1, "0000000", "ﾏﾄﾒﾃ")
     require_services: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -140,6 +143,22 @@ def _batch_lines(raw: str) -> int:
     return int(raw)
 
 
+def _payer(raw: str) -> tuple[str, str, str, int, str, str]:
+    parts = [part.strip() for part in raw.split(",")]
+    widths = (10, 4, 3)
+    if (
+        len(parts) != 6
+        or any(not (p.isdigit() and len(p) == w) for p, w in zip(parts[:3], widths, strict=False))
+        or parts[3] not in ("1", "2")
+        or not (parts[4].isdigit() and len(parts[4]) == 7)
+        or not parts[5]
+    ):
+        raise SettingsError(
+            "ZENGIN_PAYER", "expected CODE(10 digits),BANK(4),BRANCH(3),TYPE(1|2),ACCOUNT(7 digits),KANA NAME"
+        )
+    return parts[0], parts[1], parts[2], int(parts[3]), parts[4], parts[5]
+
+
 def _port(raw: str) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise SettingsError("PORT", f"expected a TCP port 1-65535, got {raw!r}")
@@ -185,6 +204,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_url=public_url,
         webhooks_allow_insecure=_flag(env, "WEBHOOKS_ALLOW_INSECURE"),
         billing_batch_lines=_batch_lines(env.get(PREFIX + "BILLING_BATCH_LINES", "2000").strip()),
+        zengin_payer=_payer(env.get(PREFIX + "ZENGIN_PAYER", "0000000000,0001,001,1,0000000,ﾏﾄﾒﾃ")),
         require_services=_flag(env, "REQUIRE_SERVICES"),
     )
     secret_key = env.get(PREFIX + "SECRET_KEY", "")

@@ -201,3 +201,21 @@ def test_close_month_from_the_command_line(folder: Path) -> None:
     assert json.loads(done.stdout)["status"] == "succeeded"
     assert "batches" in done.stderr
     assert close("2020-01").returncode == 0  # a second close is allowed and adds nothing
+
+
+def test_export_zengin_without_payouts_says_so(folder: Path) -> None:
+    """`matomete export-zengin` for a period with no payout exits 2 with one line, writing no file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
+    subprocess.run([str(MATOMETE), "migrate"], cwd=folder, env=env, check=True, timeout=60, capture_output=True)  # noqa: S603
+    result = subprocess.run(  # noqa: S603 - our own entry point
+        [str(MATOMETE), "export-zengin", "2020-01", "-o", "out.txt"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "no payout to transfer" in result.stderr
+    assert not (folder / "out.txt").exists()

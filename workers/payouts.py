@@ -20,16 +20,18 @@ from billing.fees import FeePlan as Plan
 from billing.fees import plan_for
 from billing.payouts import PayoutInput, compute_payout
 from billing.periods import period_of, valid_period
+from billing.zengin import to_zengin_kana
+from billing.zengin_records import Payee, Payer, transfer_file
 from models.charges import Charge
 from models.clock import clock
 from models.events import Event
 from models.invoices import BillingRun, Invoice, InvoiceItem, ItemKind
-from models.merchants import FeePlan, Merchant
+from models.merchants import BankAccount, FeePlan, Merchant
 from models.outbox import send
 from models.payouts import Payout, PayoutLine
 from queues import ACTOR_OPTIONS
 
-__all__ = ["generate_due_payouts", "generate_payouts", "request_payouts"]
+__all__ = ["generate_due_payouts", "generate_payouts", "request_payouts", "transfer_file_for"]
 
 log = structlog.get_logger("matomete.workers.payouts")
 
@@ -176,3 +178,35 @@ async def generate_due_payouts(now: datetime) -> int:
     async with in_transaction():
         await send(generate_payouts, period)
     return 1
+
+
+async def transfer_file_for(period: str, payer: tuple[str, str, str, int, str, str]) -> bytes:
+    """The Zengin 総合振込 file of ``period``'s payouts with something to pay."""
+    payouts = await Payout.filter(period=period, net__gt=0).order_by("merchant_id")
+    if not payouts:
+        raise Conflict(f"{period} has no payout to transfer.", param="period", code="nothing_to_transfer")
+    accounts = {a.merchant_id: a for a in await BankAccount.filter(merchant_id__in=[p.merchant_id for p in payouts])}  # type: ignore[attr-defined]
+    code, bank, branch, account_type, number, name = payer
+    payees = [
+        Payee(
+            bank_code=accounts[p.merchant_id].bank_code,
+            branch_code=accounts[p.merchant_id].branch_code,
+            account_type=1 if accounts[p.merchant_id].account_type == "ordinary" else 2,
+            account_number=accounts[p.merchant_id].account_number,
+            name=accounts[p.merchant_id].holder_kana,
+            amount=p.net,
+        )
+        for p in payouts
+    ]
+    return transfer_file(
+        Payer(
+            code=code,
+            name=to_zengin_kana(name),
+            bank_code=bank,
+            branch_code=branch,
+            account_type=account_type,
+            account_number=number,
+        ),
+        payouts[0].scheduled_date,
+        payees,
+    )

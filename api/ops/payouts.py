@@ -9,6 +9,7 @@ from pydantic import Field
 from tortoise.transactions import in_transaction
 
 from api.http import Body, json_response
+from api.keys import SETTINGS
 from api.merchant.lists import page
 from api.ops.table import ops_routes
 from billing.errors import Conflict, InvalidRequest, NotFound
@@ -16,7 +17,7 @@ from billing.periods import valid_period
 from models.clock import clock
 from models.events import Event
 from models.payouts import Payout, PayoutStatus
-from workers.payouts import request_payouts
+from workers.payouts import request_payouts, transfer_file_for
 
 __all__: list[str] = []
 
@@ -66,3 +67,19 @@ async def mark_paid(request: web.Request) -> web.Response:
         await payout.save(update_fields=["status", "paid_at"])
         await Event.record("payout.paid", merchant_id=payout.merchant_id, obj=payout.to_api())
     return json_response(payout.to_api())
+
+
+@ops_routes.route(
+    "GET", "/payouts/files/{period}", summary="The Zengin 総合振込 file of a period's payouts", errors=(400, 401, 409)
+)
+async def transfer_file(request: web.Request) -> web.Response:
+    """120-byte records in the bank's character set: header, one record per payee, trailer, end."""
+    period = request.match_info["period"]
+    if not valid_period(period):
+        raise InvalidRequest("period must be YYYY-MM.", param="period")
+    data = await transfer_file_for(period, request.app[SETTINGS].zengin_payer)
+    return web.Response(
+        body=data,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="sogofurikomi-{period}.txt"'},
+    )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import queues
+from billing.zengin_records import read_transfer_file
 from conftest import OpsClient
 from models.charges import Charge
 from models.clock import clock
@@ -376,3 +377,12 @@ async def test_payouts_pay_what_was_collected_less_the_fee(
     assert sum(line["amount"] for line in statement["statement"]) == 952
     types = await Event.filter(type__in=["payout.created", "payout.paid"]).values_list("type", flat=True)
     assert sorted(types) == ["payout.created", "payout.created", "payout.paid"]
+    response = await ops.client.get("/ops/v1/payouts/files/2030-11", headers=ops.headers)
+    assert response.status == 200
+    transfers = read_transfer_file(await response.read())  # checks 120-byte records, trailer count and sum
+    assert [(p.amount, p.bank_code, p.account_number, p.name) for p in transfers.payees] == [
+        (952, "0001", "1234567", "ｽﾄﾘ-ﾑﾄﾞｳｶﾞ(ｶ")
+    ]
+    assert (transfers.transfer_month, transfers.transfer_day, transfers.total_amount) == (1, 31, 952)
+    status, body = await ops.get("/ops/v1/payouts/files/2030-12")  # nothing to pay: the balance is carried
+    assert (status, body["error"]["code"]) == (409, "nothing_to_transfer")

@@ -187,6 +187,22 @@ def _export_zengin(settings: Settings, period: str, output: str) -> int:
     return 0
 
 
+async def _audit(settings: Settings, period: str | None) -> int:
+    """Print each invariant with ok or what breaks it; non-zero when anything does."""
+    from models.auditing import run_audit
+    from settings.database import close_database, open_database
+
+    context = await open_database(settings)
+    try:
+        checks = await run_audit(period)
+    finally:
+        await close_database(context)
+    for check in checks:
+        verdict = "ok   " if check.ok else "BREAK"
+        print(f"{verdict} {check.name}" + ("" if check.ok else f": {', '.join(check.breaks)}"))  # noqa: T201
+    return 0 if all(check.ok for check in checks) else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matomete", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +215,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply database migrations")
     close = commands.add_parser("close-month", help="close a billing period (YYYY-MM), with a progress bar")
     close.add_argument("period", help="the month to close, YYYY-MM")
+    audit = commands.add_parser("audit", help="check every money invariant; exits non-zero on any break")
+    audit.add_argument("--period", help="only this period, YYYY-MM")
     export = commands.add_parser("export-zengin", help="write the Zengin transfer file of a period's payouts")
     export.add_argument("period", help="the payouts' period, YYYY-MM")
     export.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
@@ -229,10 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"matomete: {error}", file=sys.stderr)  # noqa: T201 - one line, then stop
         return 2
     # A command that answers on stdout keeps its log lines on stderr.
-    stream = sys.stderr if args.command in ("close-month", "export-zengin") else sys.stdout
+    stream = sys.stderr if args.command in ("close-month", "export-zengin", "audit") else sys.stdout
     configure_logging(log_format=settings.log_format, log_level=settings.log_level, stream=stream)
     if args.command == "close-month":
         return asyncio.run(_close_month(settings, args.period))
+    if args.command == "audit":
+        return asyncio.run(_audit(settings, args.period))
     if args.command == "export-zengin":
         return _export_zengin(settings, args.period, args.output)
     runners = {"up": _up, "web": _web, "relay": _relay, "scheduler": _scheduler, "migrate": _migrate}

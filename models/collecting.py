@@ -16,6 +16,7 @@ from billing.splits import spread_payment
 from models.charges import BillingStatus, Charge
 from models.events import Event
 from models.invoices import Collection, CollectionAllocation, Invoice, InvoiceItem, InvoiceStatus, ItemKind
+from models.ledger import JournalEntry
 
 __all__ = ["WRITE_OFF_AFTER", "apply_collection", "mark_overdue", "write_off"]
 
@@ -85,6 +86,12 @@ async def apply_collection(  # noqa: PLR0913 - one keyword per fact of the payme
         await item.save(update_fields=["collected_amount", "collection_status"])
         if item.collection_status == "collected" and item.charge_id:
             finished.append(item.charge_id)
+    await JournalEntry.post(
+        kind="collected",
+        reference=collection.id,
+        occurred_at=now,
+        postings=[("cash:collections", None, amount), ("receivable:lines", None, -amount)],
+    )
     invoice.amount_paid += amount
     invoice.status = _status_after_payment(invoice, now.astimezone(JST).date())
     await invoice.save(update_fields=["amount_paid", "status"])
@@ -94,6 +101,22 @@ async def apply_collection(  # noqa: PLR0913 - one keyword per fact of the payme
         charge.billing_status = BillingStatus.COLLECTED
     await Event.record_many("charge.collected", [(charge.merchant_id, charge.to_api()) for charge in charges])
     return collection
+
+
+async def _post_write_off(invoice: Invoice, open_items: list[InvoiceItem], now: datetime) -> None:
+    """The line will not pay the rest: each merchant loses what was not collected of its items,
+    the carrier the remainder (its own fee, and any credit the merchants already carried)."""
+    unpaid = invoice.total - invoice.amount_paid
+    if unpaid <= 0:
+        return
+    by_merchant: dict[str, int] = {}
+    for item in open_items:
+        if item.merchant_id:
+            by_merchant[item.merchant_id] = by_merchant.get(item.merchant_id, 0) + item.amount - item.collected_amount
+    postings: list[tuple[str, str | None, int]] = [("receivable:lines", None, -unpaid)]
+    postings += [("payable:merchant", merchant, lost) for merchant, lost in sorted(by_merchant.items())]
+    postings.append(("loss:bad_debt", None, unpaid - sum(by_merchant.values())))
+    await JournalEntry.post(kind="written_off", reference=invoice.id, occurred_at=now, postings=postings)
 
 
 async def mark_overdue(now: datetime) -> int:
@@ -119,6 +142,7 @@ async def write_off(now: datetime) -> int:
             kind__in=[ItemKind.BASE_FEE, ItemKind.CHARGE],
             collection_status__in=["open", "partial"],
         )
+        await _post_write_off(invoice, await open_items, now)
         charge_ids = [i for i in await open_items.values_list("charge_id", flat=True) if i]
         await open_items.update(collection_status="uncollectible")
         charges = await Charge.filter(id__in=charge_ids)

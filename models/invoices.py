@@ -137,6 +137,7 @@ class InvoiceItem(Model):
     collected_amount = fields.BigIntField(default=0)
     collection_status = fields.CharField(max_length=16, default="open")
     paid_out_amount = fields.BigIntField(default=0)
+    billing_run_id = fields.CharField(max_length=32, null=True)  # the close that wrote it (its ledger entry)
 
     if TYPE_CHECKING:
         invoice_id: str

@@ -219,3 +219,16 @@ def test_export_zengin_without_payouts_says_so(folder: Path) -> None:
     assert result.returncode == 2
     assert "no payout to transfer" in result.stderr
     assert not (folder / "out.txt").exists()
+
+
+def test_audit_from_the_command_line(folder: Path) -> None:
+    """`matomete audit` on a fresh platform prints each check as ok and exits 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
+    subprocess.run([str(MATOMETE), "migrate"], cwd=folder, env=env, check=True, timeout=60, capture_output=True)  # noqa: S603
+    result = subprocess.run(  # noqa: S603 - our own entry point
+        [str(MATOMETE), "audit"], cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5
+    assert all(line.startswith("ok") for line in lines)

@@ -33,6 +33,7 @@ from models.clock import clock
 from models.collecting import mark_overdue, write_off
 from models.events import Event
 from models.invoices import BillingBatch, BillingRun, InvoiceTax
+from models.ledger import JournalEntry
 from models.outbox import send
 from queues import ACTOR_OPTIONS, worker_settings
 
@@ -54,7 +55,7 @@ BASE_FEE_DUE = (
 )
 ITEM_COLUMNS = (
     "(invoice_id, position, kind, charge_id, refund_id, merchant_id, description, amount, tax_rate, "
-    "collected_amount, collection_status, paid_out_amount)"
+    "collected_amount, collection_status, paid_out_amount, billing_run_id)"
 )
 BILLED_STATES = ("billed", "collected", "uncollectible")
 
@@ -195,7 +196,8 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
     )
     await _execute(
         f"""INSERT INTO invoice_items {ITEM_COLUMNS}
-        SELECT i.id, 0, 'base_fee', NULL, NULL, NULL, '回線月額料金', l.base_monthly_fee, %(rate:numeric)s, 0, 'open', 0
+        SELECT i.id, 0, 'base_fee', NULL, NULL, NULL, '回線月額料金', l.base_monthly_fee, %(rate:numeric)s,
+               0, 'open', 0, %(run:varchar)s
         FROM invoices i JOIN lines l ON l.line_id = i.line_id
         WHERE i.period = %(period)s AND i.line_id BETWEEN %(first)s AND %(last)s AND {BASE_FEE_DUE}
         ON CONFLICT DO NOTHING""",
@@ -207,7 +209,7 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
                (SELECT COALESCE(MAX(x.position), 0) FROM invoice_items x WHERE x.invoice_id = i.id)
                  + ROW_NUMBER() OVER (PARTITION BY i.id ORDER BY c.created_at, c.id),
                'charge', c.id, NULL, c.merchant_id, c.description, c.amount - c.refunded_amount, %(rate:numeric)s, 0,
-               'open', 0
+               'open', 0, %(run:varchar)s
         FROM charges c JOIN invoices i ON i.line_id = c.line_id AND i.period = %(period)s
         WHERE c.period = %(period)s AND c.status = 'succeeded' AND c.line_id BETWEEN %(first)s AND %(last)s
           AND c.amount > c.refunded_amount
@@ -220,7 +222,8 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         SELECT i.id,
                (SELECT COALESCE(MAX(x.position), 0) FROM invoice_items x WHERE x.invoice_id = i.id)
                  + ROW_NUMBER() OVER (PARTITION BY i.id ORDER BY r.created_at, r.id),
-               'credit', NULL, r.id, c.merchant_id, '返金 ' || c.description, -r.amount, original.tax_rate, 0, 'open', 0
+               'credit', NULL, r.id, c.merchant_id, '返金 ' || c.description, -r.amount, original.tax_rate,
+               0, 'open', 0, %(run:varchar)s
         FROM refunds r
         JOIN charges c ON c.id = r.charge_id
         JOIN invoice_items original ON original.charge_id = c.id
@@ -279,6 +282,7 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         ],
         batch_size=1000,
     )
+    await _post_billed(params, batch_invoices, reference=f"{run.id}:{first}")
     for charge in newly_billed:
         charge.billing_status = BillingStatus.BILLED
     await Event.record_many("charge.billed", [(charge.merchant_id, charge.to_api()) for charge in newly_billed])
@@ -293,6 +297,28 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         "total": int(mine[0]["total"]),
         "charges": len(newly_billed),
     }
+
+
+async def _post_billed(params: dict[str, Any], batch_invoices: str, *, reference: str) -> None:
+    """One balanced ledger entry for what this close added to the batch's invoices: the lines
+    owe it all (receivable); the base fees are the carrier's revenue; the rest is owed on to
+    each merchant (charges less credits), all with set-based statements."""
+    added = f"FROM invoice_items x WHERE x.billing_run_id = %(run)s AND x.invoice_id IN ({batch_invoices})"
+    count = await _execute(f"SELECT COUNT(*) AS n {added}", params)
+    if not int(count[0]["n"]):
+        return
+    entry = await JournalEntry.create(
+        kind="billed", reference=reference, memo=f"close {params['period']}", occurred_at=params["now"]
+    )
+    with_entry = {**params, "entry": entry.id}
+    for select in (
+        f"SELECT %(entry:varchar)s, 'receivable:lines', NULL, SUM(x.amount) {added} GROUP BY x.billing_run_id",
+        f"""SELECT %(entry:varchar)s, 'revenue:base_fee', NULL, -SUM(x.amount) {added} AND x.kind = 'base_fee'
+            GROUP BY x.billing_run_id""",
+        f"""SELECT %(entry:varchar)s, 'payable:merchant', x.merchant_id, -SUM(x.amount) {added}
+            AND x.kind IN ('charge', 'credit') GROUP BY x.merchant_id""",
+    ):
+        await _execute(f"INSERT INTO postings (entry_id, account, merchant_id, amount) {select}", with_entry)
 
 
 async def close_due_periods(now: datetime) -> int:

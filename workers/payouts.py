@@ -26,6 +26,7 @@ from models.charges import Charge
 from models.clock import clock
 from models.events import Event
 from models.invoices import BillingRun, Invoice, InvoiceItem, ItemKind
+from models.ledger import JournalEntry
 from models.merchants import BankAccount, FeePlan, Merchant
 from models.outbox import send
 from models.payouts import Payout, PayoutLine
@@ -162,6 +163,17 @@ async def _payout(merchant_id: str, period: str) -> int:
             await item.save(update_fields=["paid_out_amount"])
         settled = [i.charge_id for i in [*charges, *late] if i.charge_id and i.collected_amount >= i.amount]
         await Charge.filter(id__in=settled, payout_id=None).update(payout_id=payout.id)
+        if figures.fee or figures.setup_fee:
+            await JournalEntry.post(
+                kind="fee",
+                reference=payout.id,
+                occurred_at=now,
+                postings=[
+                    ("payable:merchant", merchant_id, figures.fee + figures.setup_fee),
+                    ("revenue:merchant_fee", None, -figures.fee),
+                    ("revenue:setup_fee", None, -figures.setup_fee),
+                ],
+            )
         await Event.record("payout.created", merchant_id=merchant_id, obj=payout.to_api())
     return 1
 

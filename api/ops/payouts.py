@@ -16,6 +16,7 @@ from billing.errors import Conflict, InvalidRequest, NotFound
 from billing.periods import valid_period
 from models.clock import clock
 from models.events import Event
+from models.ledger import JournalEntry
 from models.payouts import Payout, PayoutStatus
 from workers.payouts import request_payouts, transfer_file_for
 
@@ -65,6 +66,13 @@ async def mark_paid(request: web.Request) -> web.Response:
             raise Conflict("This payout is recorded as paid already.", code="payout_already_paid")
         payout.status, payout.paid_at = PayoutStatus.PAID, await clock.now()
         await payout.save(update_fields=["status", "paid_at"])
+        if payout.net:
+            await JournalEntry.post(
+                kind="payout",
+                reference=payout.id,
+                occurred_at=payout.paid_at,
+                postings=[("payable:merchant", payout.merchant_id, payout.net), ("cash:payouts", None, -payout.net)],
+            )
         await Event.record("payout.paid", merchant_id=payout.merchant_id, obj=payout.to_api())
     return json_response(payout.to_api())
 

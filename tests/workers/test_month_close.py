@@ -12,10 +12,12 @@ import pytest
 import queues
 from billing.zengin_records import read_transfer_file
 from conftest import OpsClient
+from models.auditing import run_audit
 from models.charges import Charge
 from models.clock import clock
 from models.events import Event
 from models.invoices import BillingBatch, BillingRun, Invoice, InvoiceItem
+from models.ledger import JournalEntry
 from settings import Settings
 from tests_support import Shop, answer, line_body, open_shop, settle
 from workers import billing
@@ -287,6 +289,8 @@ async def test_overdue_late_payment_and_write_off(ops: OpsClient, settings: Sett
         },
     )
     assert (status, body["error"]["code"]) == (409, "invoice_written_off")
+    assert [(check.name, check.breaks) for check in await run_audit() if not check.ok] == []
+    assert await JournalEntry.filter(kind="written_off").count() == 2  # lines A and C
 
 
 async def test_a_terminated_line_pays_its_last_month_only(
@@ -386,3 +390,28 @@ async def test_payouts_pay_what_was_collected_less_the_fee(
     assert (transfers.transfer_month, transfers.transfer_day, transfers.total_amount) == (1, 31, 952)
     status, body = await ops.get("/ops/v1/payouts/files/2030-12")  # nothing to pay: the balance is carried
     assert (status, body["error"]["code"]) == (409, "nothing_to_transfer")
+    assert [(check.name, check.breaks) for check in await run_audit() if not check.ok] == []
+    assert await JournalEntry.filter(kind__in=["billed", "collected", "fee", "payout"]).count() >= 6
+
+
+async def test_audit_finds_a_tampered_invoice_and_an_unbalanced_entry(
+    ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """An invoice total edited behind the platform's back and a lopsided posting are both reported."""
+    from tortoise import connections
+
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    assert all(check.ok for check in await run_audit("2030-11"))
+    a = await invoice_of(ops, LINE_A, "2030-11")
+    db = connections.get("default")
+    await db.execute_query(
+        "UPDATE invoices SET total = total + 1 WHERE id = ?"
+        if db.capabilities.dialect == "sqlite"
+        else "UPDATE invoices SET total = total + 1 WHERE id = $1",
+        [a["id"]],
+    )
+    await db.execute_query("UPDATE postings SET amount = amount + 1 WHERE id = (SELECT MIN(id) FROM postings)")
+    broken = {check.name: check.breaks for check in await run_audit() if not check.ok}
+    assert broken["invoice totals equal their items, and their taxes their items per rate"] == [a["id"]]
+    assert len(broken["every journal entry sums to zero and has postings"]) == 1

@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -203,6 +204,40 @@ async def _audit(settings: Settings, period: str | None) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
+def _import_collections(settings: Settings, path: str) -> int:
+    """Apply a Zengin 口座振替 result file; print what it did, or one line saying why not."""
+    from billing.errors import MatometeError
+    from billing.zengin_records import read_debit_results
+
+    try:
+        results = read_debit_results(Path(path).read_bytes())
+    except (OSError, MatometeError) as error:
+        print(f"matomete: {path}: {getattr(error, 'message', error)}", file=sys.stderr)  # noqa: T201
+        return 2
+    return asyncio.run(_apply_debits(settings, results))
+
+
+async def _apply_debits(settings: Settings, results: list[Any]) -> int:
+    from tortoise.transactions import in_transaction
+
+    from billing.errors import MatometeError
+    from models.clock import clock
+    from models.collecting import import_debit_results
+    from settings.database import close_database, open_database
+
+    context = await open_database(settings)
+    try:
+        async with in_transaction():
+            summary = await import_debit_results(results, now=await clock.now())
+    except MatometeError as error:
+        print(f"matomete: {error.message} Nothing was applied.", file=sys.stderr)  # noqa: T201
+        return 2
+    finally:
+        await close_database(context)
+    print(json.dumps(summary))  # noqa: T201 - the result, for scripts
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matomete", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +250,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply database migrations")
     close = commands.add_parser("close-month", help="close a billing period (YYYY-MM), with a progress bar")
     close.add_argument("period", help="the month to close, YYYY-MM")
+    imports = commands.add_parser("import-collections", help="apply a Zengin 口座振替 result file")
+    imports.add_argument("file", help="the bank's result file")
     audit = commands.add_parser("audit", help="check every money invariant; exits non-zero on any break")
     audit.add_argument("--period", help="only this period, YYYY-MM")
     export = commands.add_parser("export-zengin", help="write the Zengin transfer file of a period's payouts")
@@ -247,10 +284,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"matomete: {error}", file=sys.stderr)  # noqa: T201 - one line, then stop
         return 2
     # A command that answers on stdout keeps its log lines on stderr.
-    stream = sys.stderr if args.command in ("close-month", "export-zengin", "audit") else sys.stdout
+    stream = (
+        sys.stderr if args.command in ("close-month", "export-zengin", "audit", "import-collections") else sys.stdout
+    )
     configure_logging(log_format=settings.log_format, log_level=settings.log_level, stream=stream)
     if args.command == "close-month":
         return asyncio.run(_close_month(settings, args.period))
+    if args.command == "import-collections":
+        return _import_collections(settings, args.file)
     if args.command == "audit":
         return asyncio.run(_audit(settings, args.period))
     if args.command == "export-zengin":

@@ -13,12 +13,20 @@ from datetime import date, datetime, timedelta
 from billing.errors import Conflict, InvalidRequest
 from billing.periods import JST
 from billing.splits import spread_payment
+from billing.zengin_records import DebitResult
 from models.charges import BillingStatus, Charge
 from models.events import Event
 from models.invoices import Collection, CollectionAllocation, Invoice, InvoiceItem, InvoiceStatus, ItemKind
 from models.ledger import JournalEntry
 
-__all__ = ["WRITE_OFF_AFTER", "apply_collection", "mark_overdue", "write_off"]
+__all__ = [
+    "WRITE_OFF_AFTER",
+    "apply_collection",
+    "debit_reference",
+    "import_debit_results",
+    "mark_overdue",
+    "write_off",
+]
 
 WRITE_OFF_AFTER = timedelta(days=90)
 OPEN_STATES = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE)
@@ -151,3 +159,35 @@ async def write_off(now: datetime) -> int:
             charge.billing_status = BillingStatus.UNCOLLECTIBLE
         await Event.record_many("charge.uncollectible", [(c.merchant_id, c.to_api()) for c in charges])
     return len(invoices)
+
+
+def debit_reference(line_id: str, period: str) -> str:
+    """The 顧客番号 a direct-debit request carries for a line's bill: the line id and the period's
+    digits (19 Zengin characters), so a result names its invoice without a lookup table."""
+    return line_id + period.replace("-", "")
+
+
+async def import_debit_results(results: list[DebitResult], *, now: datetime) -> dict[str, int]:
+    """Apply a 口座振替 result file: each debited record (code 0) is a collection; other codes
+    record nothing (the bill stays open, then overdue). All or nothing: an unknown 顧客番号
+    refuses the file. A record imported before counts once."""
+    summary = {"debited": 0, "already_imported": 0, "not_debited": 0}
+    for index, result in enumerate(results, start=1):
+        reference = result.customer_number.strip()
+        line_id, digits = reference[:13], reference[13:]
+        invoice = await Invoice.get_or_none(line_id=line_id, period=f"{digits[:4]}-{digits[4:]}")
+        if len(reference) != 19 or invoice is None:
+            raise InvalidRequest(
+                f"record {index + 1}: no invoice for 顧客番号 {reference!r}.", param="file", code="invoice_unknown"
+            )
+        if not result.debited:
+            summary["not_debited"] += 1
+            continue
+        if await Collection.exists(source="zengin", source_reference=reference):
+            summary["already_imported"] += 1
+            continue
+        await apply_collection(
+            invoice.id, amount=result.amount, paid_at=now, source="zengin", reference=reference, now=now, param="file"
+        )
+        summary["debited"] += 1
+    return summary

@@ -232,3 +232,21 @@ def test_audit_from_the_command_line(folder: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 5
     assert all(line.startswith("ok") for line in lines)
+
+
+def test_import_collections_refuses_a_malformed_file(folder: Path) -> None:
+    """A result file with a short record is refused whole, naming the record, with exit code 2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
+    subprocess.run([str(MATOMETE), "migrate"], cwd=folder, env=env, check=True, timeout=60, capture_output=True)  # noqa: S603
+    (folder / "result.txt").write_bytes(b"191" + b"0" * 60 + b"\r\n")
+    result = subprocess.run(  # noqa: S603 - our own entry point
+        [str(MATOMETE), "import-collections", "result.txt"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "record 1" in result.stderr

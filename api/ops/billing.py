@@ -13,6 +13,7 @@ from api.merchant.lists import page
 from api.ops.table import ops_routes
 from billing.errors import InvalidRequest, NotFound
 from billing.periods import valid_period
+from models.collecting import debit_reference
 from models.invoices import BillingRun, Invoice, InvoiceItem, InvoiceTax
 from workers.billing import start_close
 
@@ -69,6 +70,7 @@ async def invoice_view(invoice: Invoice) -> dict[str, Any]:
         "total": invoice.total,
         "amount_paid": invoice.amount_paid,
         "due_date": invoice.due_date,
+        "debit_reference": debit_reference(invoice.line_id, invoice.period),
         "items": [
             {
                 "kind": item.kind.value,

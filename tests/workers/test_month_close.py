@@ -415,3 +415,90 @@ async def test_audit_finds_a_tampered_invoice_and_an_unbalanced_entry(
     broken = {check.name: check.breaks for check in await run_audit() if not check.ok}
     assert broken["invoice totals equal their items, and their taxes their items per rate"] == [a["id"]]
     assert len(broken["every journal entry sums to zero and has postings"]) == 1
+
+
+def debit_result_file(rows: list[tuple[str, int, int]]) -> bytes:
+    """A 口座振替 result file as a bank sends it (zengin.md): (顧客番号, amount, result code) rows."""
+
+    def n(value: int, width: int) -> str:
+        return str(value).rjust(width, "0")
+
+    def c(text: str, width: int) -> str:
+        return text.ljust(width)
+
+    header = (
+        "1"
+        "91"
+        "0"
+        + n(1234567890, 10)
+        + c("ﾏﾄﾒﾃ", 40)
+        + "0127"
+        + "0001"
+        + c("ﾐｽﾞﾎ", 15)
+        + "001"
+        + c("ﾄｳｷﾖｳ", 15)
+        + "1"
+        + "1234567"
+        + c("", 17)
+    )
+    data = [
+        "2"
+        "0005"
+        + c("ﾐﾂﾋﾞｼ", 15)
+        + "001"
+        + c("ﾎﾝﾃﾝ", 15)
+        + c("", 4)
+        + "1"
+        + "7654321"
+        + c("ﾔﾏﾀﾞ ﾀﾛｳ", 30)
+        + n(amount, 10)
+        + "0"
+        + c(reference, 20)
+        + str(code)
+        + c("", 8)
+        for reference, amount, code in rows
+    ]
+    debited = [amount for _, amount, code in rows if code == 0]
+    failed = [amount for _, amount, code in rows if code != 0]
+    trailer = (
+        "8"
+        + n(len(rows), 6)
+        + n(sum(debited) + sum(failed), 12)
+        + n(len(debited), 6)
+        + n(sum(debited), 12)
+        + n(len(failed), 6)
+        + n(sum(failed), 12)
+        + c("", 65)
+    )
+    records = [header, *data, trailer, "9" + c("", 119)]
+    assert all(len(r.encode("cp932")) == 120 for r in records)
+    return b"".join(r.encode("cp932") + b"\r\n" for r in records)
+
+
+async def test_a_debit_result_file_pays_the_debited_bills_once(
+    ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """Code 0 pays its bill; code 1 (no funds) leaves it open; importing the file again changes nothing."""
+    from tortoise.transactions import in_transaction
+
+    from billing.zengin_records import ZenginFormatError, read_debit_results
+    from models.collecting import import_debit_results
+
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    a, b = await invoice_of(ops, LINE_A, "2030-11"), await invoice_of(ops, LINE_B, "2030-11")
+    assert a["debit_reference"] == "CAF0000002001203011"
+    file = debit_result_file([(a["debit_reference"], 5815, 0), (b["debit_reference"], 700, 1)])
+    for expected in (
+        {"debited": 1, "already_imported": 0, "not_debited": 1},
+        {"debited": 0, "already_imported": 1, "not_debited": 1},
+    ):
+        async with in_transaction():
+            assert await import_debit_results(read_debit_results(file), now=await clock.now()) == expected
+    assert (
+        (await invoice_of(ops, LINE_A, "2030-11"))["status"],
+        (await invoice_of(ops, LINE_B, "2030-11"))["status"],
+    ) == ("paid", "open")
+    tampered = file.replace(b"00000058150", b"00000058160", 1)
+    with pytest.raises(ZenginFormatError, match="record"):
+        read_debit_results(tampered)  # the trailer's sum no longer matches: refused whole

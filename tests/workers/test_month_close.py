@@ -502,3 +502,23 @@ async def test_a_debit_result_file_pays_the_debited_bills_once(
     tampered = file.replace(b"00000058150", b"00000058160", 1)
     with pytest.raises(ZenginFormatError, match="record"):
         read_debit_results(tampered)  # the trailer's sum no longer matches: refused whole
+
+
+async def test_the_scheduler_makes_payouts_once_the_next_month_is_over(
+    ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """On 1 January the scheduler asks once for November's payouts; they are made once."""
+    from models.payouts import Payout
+    from workers.scheduler import run_due_jobs
+
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
+    assert (await run_due_jobs())["generate_due_payouts"] == 1
+
+    async def made() -> bool:
+        return await Payout.exists(period="2030-11")
+
+    await settle(settings, made)
+    assert (await run_due_jobs())["generate_due_payouts"] == 0
+    assert await Payout.filter(period="2030-11").count() == 1

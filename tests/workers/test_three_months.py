@@ -28,7 +28,7 @@ L1, L2, L3 = "COP0000003001", "COP0000003002", "COP0000003003"
 RETURN_URL = "https://shop.example/r"
 
 
-async def at(moment: str) -> None:
+async def at(settings: Settings, moment: str) -> None:
     """Move the test clock and let the scheduler do what fell due, to the end."""
     from models.clock import clock
 
@@ -38,13 +38,12 @@ async def at(moment: str) -> None:
     async def quiet() -> bool:
         return not await BillingRun.exists(status="running") and not await Charge.exists(status="processing")
 
-    await settle(settings_box[0], quiet)
+    await settle(settings, quiet)
 
 
-settings_box: list[Settings] = []
-
-
-async def buy(client: Any, auth: dict[str, str], login_id: str, password: str, amount: int) -> str:
+async def buy(  # noqa: PLR0913, PLR0917 - the purchase's parts
+    settings: Settings, client: Any, auth: dict[str, str], login_id: str, password: str, amount: int
+) -> str:
     """A confirmed purchase from 127.0.0.1; its id."""
     charge = await (
         await client.post(
@@ -58,7 +57,7 @@ async def buy(client: Any, auth: dict[str, str], login_id: str, password: str, a
     async def done() -> bool:
         return (await Charge.get(id=charge["id"])).status == "succeeded"
 
-    await settle(settings_box[0], done)
+    await settle(settings, done)
     return str(charge["id"])
 
 
@@ -71,13 +70,13 @@ async def pay(ops: OpsClient, line_id: str, period: str, amount: int, when: str)
     assert status == 201, body
 
 
-async def payout(merchant_id: str, period: str) -> Payout:
+async def payout(settings: Settings, merchant_id: str, period: str) -> Payout:
     """The merchant's payout of ``period``, once the payouts worker has made it."""
 
     async def made() -> bool:
         return await Payout.exists(merchant_id=merchant_id, period=period)
 
-    await settle(settings_box[0], made)
+    await settle(settings, made)
     return await Payout.get(merchant_id=merchant_id, period=period)
 
 
@@ -92,7 +91,6 @@ async def bill(line_id: str, period: str) -> tuple[int, int, str]:
 
 async def test_three_months_by_hand(client, ops: OpsClient, settings: Settings) -> None:
     """Bills, taxes, collections, fees, payouts and carried balances equal the hand figures; audit is clean."""
-    settings_box[:] = [settings]
     from models.clock import clock
 
     await clock.move_to(datetime.fromisoformat("2033-01-10T10:00:00+09:00"))
@@ -104,8 +102,8 @@ async def test_three_months_by_hand(client, ops: OpsClient, settings: Settings) 
     await ops.post("/ops/v1/lines", json=line_body(L3, base_monthly_fee=500))
     _, two = await ops.post(f"/ops/v1/lines/{L2}/accounts", json={"login_id": "two"})
 
-    await buy(client, small.auth, "one", small.password, 300)
-    big_on_l1 = await buy(client, big_auth, "one", small.password, 8000)
+    await buy(settings, client, small.auth, "one", small.password, 300)
+    big_on_l1 = await buy(settings, client, big_auth, "one", small.password, 8000)
     subscription = await (
         await client.post(
             "/v1/subscriptions",
@@ -120,11 +118,11 @@ async def test_three_months_by_hand(client, ops: OpsClient, settings: Settings) 
 
     await settle(settings, active)
     await ops.post(f"/ops/v1/lines/{L2}/sessions", json={"address": "127.0.0.1"})  # line 2 now holds the address
-    await buy(client, small.auth, "two", two["initial_password"], 200)
-    big_on_l2 = await buy(client, big_auth, "two", two["initial_password"], 4000)
+    await buy(settings, client, small.auth, "two", two["initial_password"], 200)
+    big_on_l2 = await buy(settings, client, big_auth, "two", two["initial_password"], 4000)
     await client.post("/v1/refunds", headers=big_auth, json={"charge": big_on_l2, "amount": 1000})
 
-    await at("2033-02-01T00:10:00+09:00")  # January closes; the subscription renews for February
+    await at(settings, "2033-02-01T00:10:00+09:00")  # January closes; the subscription renews for February
     assert await bill(L1, "2033-01") == (9780, 889, "open")  # 1,000 + 300 + 8,000 + 480; floor(9,780/11)
     assert await bill(L2, "2033-01") == (3200, 290, "open")  # 200 + (4,000 - 1,000); floor(3,200/11)
     assert await bill(L3, "2033-01") == (500, 45, "open")
@@ -132,29 +130,29 @@ async def test_three_months_by_hand(client, ops: OpsClient, settings: Settings) 
     await pay(ops, L2, "2033-01", 1600, "2033-02-20T10:00:00+09:00")  # half: 100 of the 200, 1,500 of the 3,000
     await client.post("/v1/refunds", headers=big_auth, json={"charge": big_on_l1, "amount": 500})  # after billing
 
-    await at("2033-03-01T00:10:00+09:00")  # February closes; January's payouts are made
+    await at(settings, "2033-03-01T00:10:00+09:00")  # February closes; January's payouts are made
     assert await bill(L1, "2033-02") == (980, 89, "open")  # 1,000 + 480 renewal - 500 credit
     assert await bill(L2, "2033-01") == (3200, 290, "overdue")
-    small_jan = await payout(small.merchant_id, "2033-01")
+    small_jan = await payout(settings, small.merchant_id, "2033-01")
     # 980 billed on 2 lines (490 a line < 600): 31.5 x 2 = 63; collected 300 + 480 + 100 = 880.
     assert (small_jan.billed, small_jan.lines, small_jan.fee, small_jan.fee_rule) == (980, 2, 63, "per_line")
     assert (small_jan.collected, small_jan.net, small_jan.carried_forward) == (880, 817, 0)
-    big_jan = await payout(big["id"], "2033-01")
+    big_jan = await payout(settings, big["id"], "2033-01")
     # 11,000 on 2 lines (5,500 a line): 5% = 550; collected 8,000 + 1,500; setup fee 20,000 → carried -11,050.
     assert (big_jan.billed, big_jan.fee, big_jan.fee_rule, big_jan.setup_fee) == (11_000, 550, "percent", 20_000)
     assert (big_jan.collected, big_jan.net, big_jan.carried_forward) == (9500, 0, -11_050)
     await pay(ops, L2, "2033-01", 1600, "2033-03-05T10:00:00+09:00")  # late
     await pay(ops, L1, "2033-02", 980, "2033-03-20T10:00:00+09:00")
 
-    await at("2033-04-01T00:10:00+09:00")  # March closes; February's payouts are made
+    await at(settings, "2033-04-01T00:10:00+09:00")  # March closes; February's payouts are made
     assert await bill(L2, "2033-01") == (3200, 290, "paid")
-    small_feb = await payout(small.merchant_id, "2033-02")
+    small_feb = await payout(settings, small.merchant_id, "2033-02")
     # 480 on 1 line: 31.5 floored to 31; collected 480; the late 100 of January: 480 - 31 + 100 = 549.
     assert (small_feb.fee, small_feb.collected, small_feb.adjustments, small_feb.net) == (31, 480, 100, 549)
-    big_feb = await payout(big["id"], "2033-02")
+    big_feb = await payout(settings, big["id"], "2033-02")
     # nothing billed; late 1,500 - credit 500 - carried 11,050 = -10,050, carried again.
     assert (big_feb.fee, big_feb.adjustments, big_feb.net, big_feb.carried_forward) == (0, -10_050, 0, -10_050)
 
-    await at("2033-06-01T00:10:00+09:00")  # 90 days past January's due date (28 February)
+    await at(settings, "2033-06-01T00:10:00+09:00")  # 90 days past January's due date (28 February)
     assert (await bill(L3, "2033-01"))[2] == "uncollectible"
     assert [(c.name, c.breaks) for c in await run_audit() if not c.ok] == []

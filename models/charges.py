@@ -115,7 +115,13 @@ class Charge(Model):
     class Meta:
         table = "charges"
         unique_together = (("subscription_id", "renewal_period"),)
-        indexes = (("merchant_id", "created_at"), ("status", "expires_at"), ("period", "billing_status"))
+        # (line_id, period): the month close finds each batch's charges by line range and period.
+        indexes = (
+            ("merchant_id", "created_at"),
+            ("status", "expires_at"),
+            ("period", "billing_status"),
+            ("line_id", "period"),
+        )
 
     async def cancel(self, *, now: datetime) -> None:
         """Nothing is bought (the merchant canceled, the subscriber declined, the subscription

@@ -169,10 +169,10 @@ async def main() -> None:
     await prepare(lines)
     print(f"prepared {lines:,} lines and {lines * CHARGES_PER_LINE:,} charges in {time.perf_counter() - started:.1f} s")
     raw = await floor()
+    print(f"  floor: plain SQL, 3 statements      {raw:8.1f} s", flush=True)
     platform, batches = await close(lines)
     rows = lines * (1 + CHARGES_PER_LINE) + lines
     print(f"month close of {lines:,} lines x {CHARGES_PER_LINE} charges ({rows:,} invoice and item rows), PostgreSQL")
-    print(f"  floor: plain SQL, 3 statements      {raw:8.1f} s")
     print(f"  close: {batches} batches, one process   {platform:8.1f} s  (with taxes, charge.billed events, ledger)")
     print(f"  ratio close / floor = {platform / raw:.2f}x")
 

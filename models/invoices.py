@@ -62,6 +62,7 @@ class BillingRun(Model):
     total_billed = fields.BigIntField(default=0)
     started_at = fields.DatetimeField()
     finished_at = fields.DatetimeField(null=True)
+    payouts_requested_at = fields.DatetimeField(null=True)  # the scheduler asked for the period's payouts
 
     class Meta:
         table = "billing_runs"

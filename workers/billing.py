@@ -28,7 +28,7 @@ from tortoise.transactions import in_transaction
 from billing.errors import Conflict, InvalidRequest
 from billing.periods import last_day, next_period, period_end, period_of, period_start, valid_period
 from billing.tax import rate_on, tax_included
-from models.charges import BillingStatus, Charge
+from models.charges import BillingStatus, Charge, Refund
 from models.clock import clock
 from models.collecting import mark_overdue, write_off
 from models.events import Event
@@ -58,6 +58,7 @@ ITEM_COLUMNS = (
     "collected_amount, collection_status, paid_out_amount, billing_run_id)"
 )
 BILLED_STATES = ("billed", "collected", "uncollectible")
+ID_CHUNK = 5000  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
 
 class PeriodNotEnded(Conflict):
@@ -243,16 +244,17 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
     billed_now = (
         f"""SELECT x.charge_id FROM invoice_items x WHERE x.kind = 'charge' AND x.invoice_id IN ({batch_invoices})"""
     )
-    newly_billed = await Charge.filter(
-        id__in=[row["charge_id"] for row in await _execute(billed_now, params)], billing_status="unbilled"
-    )
-    await _execute(
-        f"UPDATE refunds SET credited = %(yes)s WHERE credited = %(no)s AND charge_id IN ({billed_now})", params
-    )
-    await _execute(
-        f"UPDATE charges SET billing_status = 'billed' WHERE billing_status = 'unbilled' AND id IN ({billed_now})",
-        params,
-    )
+    on_bills = [row["charge_id"] for row in await _execute(billed_now, params)]
+    newly_billed: list[Charge] = []
+    # By explicit ids, a chunk at a time: a subquery here let PostgreSQL pick a plan that scanned
+    # every charge once the tables had grown within the close (seen at 700,000 lines).
+    for start in range(0, len(on_bills), ID_CHUNK):
+        chunk = on_bills[start : start + ID_CHUNK]
+        newly_billed += await Charge.filter(id__in=chunk, billing_status=BillingStatus.UNBILLED)
+        await Refund.filter(charge_id__in=chunk, credited=False).update(credited=True)
+        await Charge.filter(id__in=chunk, billing_status=BillingStatus.UNBILLED).update(
+            billing_status=BillingStatus.BILLED
+        )
     await _execute(
         f"""UPDATE invoices SET total = (SELECT COALESCE(SUM(x.amount), 0) FROM invoice_items x
                                          WHERE x.invoice_id = invoices.id)

@@ -35,7 +35,6 @@ from queues import ACTOR_OPTIONS
 __all__ = ["generate_due_payouts", "generate_payouts", "request_payouts", "transfer_file_for"]
 
 log = structlog.get_logger("matomete.workers.payouts")
-_requested: set[str] = set()
 
 
 async def request_payouts(period: str) -> None:
@@ -186,13 +185,13 @@ async def generate_due_payouts(now: datetime) -> int:
     if month < 1:
         year, month = year - 1, month + 12
     period = f"{year:04d}-{month:02d}"
-    if period in _requested or await Payout.exists(period=period):
-        return 0
-    if not await BillingRun.exists(period=period, status="succeeded"):
-        return 0
     async with in_transaction():
+        runs = await BillingRun.select_for_update().filter(period=period, status="succeeded")
+        if not runs or any(run.payouts_requested_at for run in runs) or await Payout.exists(period=period):
+            return 0
+        runs[0].payouts_requested_at = now
+        await runs[0].save(update_fields=["payouts_requested_at"])
         await send(generate_payouts, period)
-    _requested.add(period)  # a period with no payout to make is asked for once per scheduler process
     return 1
 
 

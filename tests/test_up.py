@@ -177,45 +177,31 @@ def test_up_serves_a_demo_and_keeps_data_across_a_restart(folder: Path) -> None:
         second.stop()
 
 
+def matomete(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a `matomete` command in ``folder`` with none of this process's MATOMETE_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
+    return subprocess.run(  # noqa: S603 - our own entry point
+        [str(MATOMETE), *args], cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def test_close_month_from_the_command_line(folder: Path) -> None:
     """`matomete close-month` refuses an unfinished month, and closes an ended one with a progress bar."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
-
-    def close(period: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own entry point
-            [str(MATOMETE), "close-month", period],
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    assert subprocess.run([str(MATOMETE), "migrate"], cwd=folder, env=env, check=False, timeout=60).returncode == 0  # noqa: S603
-    refused = close("2999-01")
+    assert matomete(folder, "migrate").returncode == 0
+    refused = matomete(folder, "close-month", "2999-01")
     assert refused.returncode == 2
     assert "has not ended" in refused.stderr
-    done = close("2020-01")
+    done = matomete(folder, "close-month", "2020-01")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "succeeded"
     assert "batches" in done.stderr
-    assert close("2020-01").returncode == 0  # a second close is allowed and adds nothing
+    assert matomete(folder, "close-month", "2020-01").returncode == 0  # a second close is allowed and adds nothing
 
 
 def test_export_zengin_without_payouts_says_so(folder: Path) -> None:
     """`matomete export-zengin` for a period with no payout exits 2 with one line, writing no file."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
-    subprocess.run([str(MATOMETE), "migrate"], cwd=folder, env=env, check=True, timeout=60, capture_output=True)  # noqa: S603
-    result = subprocess.run(  # noqa: S603 - our own entry point
-        [str(MATOMETE), "export-zengin", "2020-01", "-o", "out.txt"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    assert matomete(folder, "migrate").returncode == 0
+    result = matomete(folder, "export-zengin", "2020-01", "-o", "out.txt")
     assert result.returncode == 2
     assert "no payout to transfer" in result.stderr
     assert not (folder / "out.txt").exists()
@@ -223,11 +209,8 @@ def test_export_zengin_without_payouts_says_so(folder: Path) -> None:
 
 def test_audit_from_the_command_line(folder: Path) -> None:
     """`matomete audit` on a fresh platform prints each check as ok and exits 0."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
-    subprocess.run([str(MATOMETE), "migrate"], cwd=folder, env=env, check=True, timeout=60, capture_output=True)  # noqa: S603
-    result = subprocess.run(  # noqa: S603 - our own entry point
-        [str(MATOMETE), "audit"], cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    assert matomete(folder, "migrate").returncode == 0
+    result = matomete(folder, "audit")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 5
@@ -236,17 +219,8 @@ def test_audit_from_the_command_line(folder: Path) -> None:
 
 def test_import_collections_refuses_a_malformed_file(folder: Path) -> None:
     """A result file with a short record is refused whole, naming the record, with exit code 2."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MATOMETE_")}
-    subprocess.run([str(MATOMETE), "migrate"], cwd=folder, env=env, check=True, timeout=60, capture_output=True)  # noqa: S603
+    assert matomete(folder, "migrate").returncode == 0
     (folder / "result.txt").write_bytes(b"191" + b"0" * 60 + b"\r\n")
-    result = subprocess.run(  # noqa: S603 - our own entry point
-        [str(MATOMETE), "import-collections", "result.txt"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = matomete(folder, "import-collections", "result.txt")
     assert result.returncode == 2
     assert "record 1" in result.stderr

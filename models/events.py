@@ -104,6 +104,12 @@ class Event(Model):
         for event in events:
             event.id = id_factory("evt")()
         await cls.bulk_create(events, batch_size=1000)
+        await cls.fan_out(event_type, events, now=now)
+        return len(events)
+
+    @classmethod
+    async def fan_out(cls, event_type: str, events: list[Event], *, now: Any) -> None:
+        """Deliveries and worker messages for events written in bulk, to every endpoint that wants them."""
         merchants = {event.merchant_id for event in events}  # type: ignore[attr-defined]
         endpoints = [
             endpoint
@@ -125,7 +131,6 @@ class Event(Model):
             ]
             await WebhookDelivery.bulk_create(deliveries, batch_size=1000)
             await send_many(DELIVER_WEBHOOK, [(delivery.id,) for delivery in deliveries])
-        return len(events)
 
 
 class WebhookEndpoint(Model):

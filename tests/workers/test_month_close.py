@@ -124,7 +124,11 @@ async def test_invoices_by_hand(ops: OpsClient, settings: Settings, november: di
     assert not await Invoice.exists(line_id=LINE_D)
     charges = await Charge.filter(status="succeeded")
     assert {c.billing_status for c in charges} == {"billed"}
-    assert await Event.filter(type="charge.billed").count() == 4
+    billed_events = await Event.filter(type="charge.billed")
+    assert len(billed_events) == 4
+    for event in billed_events:  # written by SQL, exactly as the API shows the charge
+        assert event.data == {"object": (await Charge.get(id=event.object_id)).to_api()}
+        assert event.merchant_id == november["shop"].merchant_id  # type: ignore[attr-defined]
 
 
 async def test_closing_twice_creates_nothing_new(ops: OpsClient, settings: Settings, november: dict[str, Any]) -> None:

@@ -6,7 +6,16 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["JST", "month_start", "next_period", "period_end", "period_of", "period_start", "valid_period"]
+__all__ = [
+    "JST",
+    "month_start",
+    "next_period",
+    "period_end",
+    "period_of",
+    "period_start",
+    "previous_period",
+    "valid_period",
+]
 
 JST = ZoneInfo("Asia/Tokyo")
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -36,6 +45,12 @@ def next_period(period: str) -> str:
     """The month after ``period``."""
     year, month = _year_month(period)
     return f"{year + 1:04d}-01" if month == 12 else f"{year:04d}-{month + 1:02d}"
+
+
+def previous_period(period: str) -> str:
+    """The month before ``period``."""
+    year, month = _year_month(period)
+    return f"{year - 1:04d}-12" if month == 1 else f"{year:04d}-{month - 1:02d}"
 
 
 def month_start(period: str) -> date:

@@ -27,7 +27,15 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from billing.errors import Conflict, InvalidRequest
-from billing.periods import last_day, next_period, period_end, period_of, period_start, valid_period
+from billing.periods import (
+    last_day,
+    next_period,
+    period_end,
+    period_of,
+    period_start,
+    previous_period,
+    valid_period,
+)
 from billing.tax import rate_on, tax_included
 from models.charges import BillingStatus, Charge, Refund
 from models.clock import clock
@@ -384,9 +392,7 @@ async def _post_billed(params: dict[str, Any], batch_invoices: str, *, reference
 
 async def close_due_periods(now: datetime) -> int:
     """Scheduler job: shortly after midnight JST on the 1st, close the month that just ended (once)."""
-    current = period_of(now)
-    year, month = int(current[:4]), int(current[5:])
-    previous = f"{year - 1:04d}-12" if month == 1 else f"{year:04d}-{month - 1:02d}"
+    previous = previous_period(period_of(now))
     if await BillingRun.exists(period=previous):
         return 0
     await start_close(previous)

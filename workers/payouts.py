@@ -19,7 +19,7 @@ from billing.errors import Conflict, InvalidRequest
 from billing.fees import FeePlan as Plan
 from billing.fees import plan_for
 from billing.payouts import PayoutInput, compute_payout
-from billing.periods import period_of, valid_period
+from billing.periods import period_of, previous_period, valid_period
 from billing.zengin import to_zengin_kana
 from billing.zengin_records import Payee, Payer, transfer_file
 from models.charges import Charge
@@ -180,11 +180,7 @@ async def _payout(merchant_id: str, period: str) -> int:
 
 async def generate_due_payouts(now: datetime) -> int:
     """Scheduler job: once month P+2 has begun, the payouts of a closed P are made (once)."""
-    current = period_of(now)
-    year, month = int(current[:4]), int(current[5:]) - 2
-    if month < 1:
-        year, month = year - 1, month + 12
-    period = f"{year:04d}-{month:02d}"
+    period = previous_period(previous_period(period_of(now)))
     async with in_transaction():
         runs = await BillingRun.select_for_update().filter(period=period, status="succeeded")
         if not runs or any(run.payouts_requested_at for run in runs) or await Payout.exists(period=period):

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.periods import last_day, next_period, period_end, period_of, period_start, valid_period
+from billing.periods import last_day, next_period, period_end, period_of, period_start, previous_period, valid_period
 
 
 def test_an_instant_belongs_to_its_tokyo_month() -> None:
@@ -19,6 +19,8 @@ def test_an_instant_belongs_to_its_tokyo_month() -> None:
 def test_periods_roll_over_the_year() -> None:
     """December is followed by January of the next year; the bounds are JST midnights."""
     assert next_period("2026-12") == "2027-01"
+    assert previous_period("2027-01") == "2026-12"
+    assert previous_period(next_period("2026-06")) == "2026-06"
     assert period_start("2027-01") == datetime(2026, 12, 31, 15, 0, tzinfo=UTC)
     assert period_end("2026-12") == period_start("2027-01")
     assert last_day("2028-02") == date(2028, 2, 29)

@@ -12,8 +12,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from api.http import Body, json_response
-from api.keys import REQUEST_ID
-from api.ops.table import operator, ops_routes
+from api.ops.table import audit, ops_routes
 from billing.errors import Conflict, InvalidRequest, NotFound
 from models.accounts import (
     ACCOUNTS_PER_LINE,
@@ -22,7 +21,6 @@ from models.accounts import (
     AccountStatus,
     SubscriberAccount,
 )
-from models.audit import AuditEntry
 from models.clock import clock
 from models.lines import LINE_ID_PATTERN, Line, LineSession, LineStatus
 from models.outbox import send
@@ -157,17 +155,6 @@ async def _line(line_id: str, *, lock: bool = False) -> Line:
     return line
 
 
-async def _audit(request: web.Request, action: str, target_type: str, target_id: str, **details: object) -> None:
-    await AuditEntry.write(
-        actor=operator(request),
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        details=details,
-        request_id=request.get(REQUEST_ID),
-    )
-
-
 @ops_routes.route(
     "POST", "/lines", summary="Create a line", body=LineCreate, response=LineOut, status=201, errors=(400, 401, 409)
 )
@@ -178,7 +165,7 @@ async def create_line(request: web.Request, body: LineCreate) -> web.Response:
     try:
         async with in_transaction():
             line = await Line.create(**fields, created_at=now, updated_at=now)
-            await _audit(request, "line.create", "line", line.line_id, **fields)
+            await audit(request, "line.create", "line", line.line_id, **fields)
     except IntegrityError:
         raise Conflict(f"Line {body.line_id} exists already.", param="line_id", code="line_exists") from None
     return json_response(line_view(line), status=201)
@@ -215,7 +202,7 @@ async def update_line(request: web.Request, body: LineUpdate) -> web.Response:
             await LineSession.filter(line_id=line.line_id, ended_at=None).update(ended_at=now)
             await send(cancel_line_subscriptions, line.line_id)
         await line.save()
-        await _audit(request, "line.update", "line", line.line_id, **changes)
+        await audit(request, "line.update", "line", line.line_id, **changes)
     return json_response(line_view(line))
 
 
@@ -270,9 +257,9 @@ async def open_session(request: web.Request, body: SessionCreate) -> web.Respons
         for other in overlapping:
             other.ended_at = now
             await other.save(update_fields=["ended_at"])
-            await _audit(request, "session.superseded", "line", other.line_id, session=other.id)
+            await audit(request, "session.superseded", "line", other.line_id, session=other.id)
         session = await LineSession.create(line=line, address=address, network=network, family=family, started_at=now)
-        await _audit(request, "session.open", "line", line.line_id, session=session.id, address=address)
+        await audit(request, "session.open", "line", line.line_id, session=session.id, address=address)
     return json_response(session_view(session), status=201)
 
 
@@ -295,7 +282,7 @@ async def end_session(request: web.Request) -> web.Response:
         if session.ended_at is None:
             session.ended_at = await clock.now()
             await session.save(update_fields=["ended_at"])
-            await _audit(request, "session.end", "line", line.line_id, session=session.id)
+            await audit(request, "session.end", "line", line.line_id, session=session.id)
     return json_response(session_view(session))
 
 
@@ -346,7 +333,7 @@ async def create_account(request: web.Request, body: AccountCreate) -> web.Respo
                 status=AccountStatus.ACTIVE,
                 created_at=await clock.now(),
             )
-            await _audit(request, "account.create", "account", account.login_id, line_id=line.line_id)
+            await audit(request, "account.create", "account", account.login_id, line_id=line.line_id)
     except IntegrityError as error:
         if await SubscriberAccount.exists(login_id=body.login_id):
             raise Conflict(f"login_id {body.login_id} is taken.", param="login_id", code="login_id_taken") from None

@@ -16,11 +16,9 @@ from pydantic import AfterValidator, BaseModel, Field
 from tortoise.transactions import in_transaction
 
 from api.http import Body, json_response
-from api.keys import REQUEST_ID
-from api.ops.table import operator, ops_routes
+from api.ops.table import audit, ops_routes
 from billing.errors import InvalidRequest, NotFound
 from billing.zengin import UnknownBank, check_bank_branch, to_zengin_kana
-from models.audit import AuditEntry
 from models.clock import clock
 from models.merchants import DEFAULT_MAX_CHARGE, ApiKey, BankAccount, FeePlan, Merchant, MerchantStatus
 
@@ -172,17 +170,6 @@ async def _merchant(merchant_id: str, *, lock: bool = False) -> Merchant:
     return merchant
 
 
-async def _audit(request: web.Request, action: str, target_id: str, **details: object) -> None:
-    await AuditEntry.write(
-        actor=operator(request),
-        action=action,
-        target_type="merchant",
-        target_id=target_id,
-        details=details,
-        request_id=request.get(REQUEST_ID),
-    )
-
-
 @ops_routes.route(
     "POST",
     "/merchants",
@@ -229,7 +216,7 @@ async def create_merchant(request: web.Request, body: MerchantCreate) -> web.Res
             per_line_amount=plan.per_line_amount,
         )
         _, key = await issue_api_key(merchant)
-        await _audit(request, "merchant.create", merchant.id, name=body.name)
+        await audit(request, "merchant.create", "merchant", merchant.id, name=body.name)
         view = await _merchant_view(merchant, api_key=key, return_signing_secret=signing_secret)
     return json_response(view, status=201)
 
@@ -249,7 +236,7 @@ async def update_merchant(request: web.Request, body: MerchantUpdate) -> web.Res
         for name, value in changes.items():
             setattr(merchant, name, MerchantStatus(value) if name == "status" else value)
         await merchant.save()
-        await _audit(request, "merchant.update", merchant.id, **changes)
+        await audit(request, "merchant.update", "merchant", merchant.id, **changes)
         view = await _merchant_view(merchant)
     return json_response(view)
 
@@ -260,7 +247,7 @@ async def create_api_key(request: web.Request) -> web.Response:
     async with in_transaction():
         merchant = await _merchant(request.match_info["id"], lock=True)
         record, key = await issue_api_key(merchant)
-        await _audit(request, "api_key.issue", merchant.id, key_id=record.id)
+        await audit(request, "api_key.issue", "merchant", merchant.id, key_id=record.id)
     return json_response(_key_view(record, key), status=201)
 
 
@@ -289,5 +276,5 @@ async def revoke_api_key(request: web.Request) -> web.Response:
         if record.revoked_at is None:
             record.revoked_at = await clock.now()
             await record.save(update_fields=["revoked_at"])
-            await _audit(request, "api_key.revoke", merchant.id, key_id=record.id)
+            await audit(request, "api_key.revoke", "merchant", merchant.id, key_id=record.id)
     return json_response(_key_view(record))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
+from api.keys import REQUEST_ID
 from api.routes import RouteTable
+from models.audit import AuditEntry
 
 __all__ = ["operator", "ops_routes"]
 
@@ -16,3 +20,15 @@ ops_routes = RouteTable(
 def operator(_request: object) -> str:
     """Who the audit log names for an ops-token request (the console's staff come later)."""
     return "ops_token"
+
+
+async def audit(request: web.Request, action: str, target_type: str, target_id: str, **details: object) -> None:
+    """Record an operator's action on an object, in the transaction of the change."""
+    await AuditEntry.write(
+        actor=operator(request),
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        details=details,
+        request_id=request.get(REQUEST_ID),
+    )

@@ -23,7 +23,7 @@ from api.middlewares import error_middleware, request_id_middleware
 from api.ops import ops_app
 from models.clock import clock
 from settings import Settings, SettingsError
-from settings.database import close_database, open_database
+from settings.database import connected
 
 __all__ = ["create_app"]
 
@@ -33,9 +33,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 def _database_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def database(_app: web.Application) -> AsyncIterator[None]:
-        context = await open_database(settings)
-        yield
-        await close_database(context)
+        async with connected(settings):
+            yield
 
     return database
 

@@ -85,27 +85,23 @@ async def _web(settings: Settings) -> None:
 
 async def _relay(settings: Settings) -> None:
     import queues
-    from settings.database import close_database, open_database
+    from settings.database import connected
 
-    context = await open_database(settings)
-    publisher = queues.publisher_for(settings)
-    log.info("relay_started", broker=settings.broker_url.split("@")[-1])
-    try:
-        await queues.relay_forever(publisher, stop=_stop_event())
-    finally:
-        await publisher.close()
-        await close_database(context)
+    async with connected(settings):
+        publisher = queues.publisher_for(settings)
+        log.info("relay_started", broker=settings.broker_url.split("@")[-1])
+        try:
+            await queues.relay_forever(publisher, stop=_stop_event())
+        finally:
+            await publisher.close()
 
 
 async def _scheduler(settings: Settings) -> None:
-    from settings.database import close_database, open_database
+    from settings.database import connected
     from workers.scheduler import run_scheduler
 
-    context = await open_database(settings)
-    try:
+    async with connected(settings):
         await run_scheduler(stop=_stop_event())
-    finally:
-        await close_database(context)
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -117,11 +113,10 @@ async def _close_month(settings: Settings, period: str) -> int:
     """Close ``period`` and show its progress; in the embedded mode this process does the batches."""
     from billing.errors import MatometeError
     from models.invoices import BillingBatch, BillingRun
-    from settings.database import close_database, open_database
+    from settings.database import connected
     from workers import billing
 
-    context = await open_database(settings)
-    try:
+    async with connected(settings):
         try:
             run = await billing.start_close(period)
         except MatometeError as error:
@@ -149,8 +144,6 @@ async def _close_month(settings: Settings, period: str) -> int:
             )
         )
         return 0 if current.status == "succeeded" else 1
-    finally:
-        await close_database(context)
 
 
 async def _show(run: object) -> None:
@@ -162,18 +155,15 @@ async def _show(run: object) -> None:
 async def _zengin_file(settings: Settings, period: str) -> bytes | None:
     """The Zengin 総合振込 file of ``period``'s payouts; None (and why, on stderr) if there is none."""
     from billing.errors import MatometeError
-    from settings.database import close_database, open_database
+    from settings.database import connected
     from workers.payouts import transfer_file_for
 
-    context = await open_database(settings)
-    try:
-        data = await transfer_file_for(period, settings.zengin_payer)
-    except MatometeError as error:
-        print(f"matomete: {error.message}", file=sys.stderr)  # noqa: T201 - the operator's answer
-        return None
-    finally:
-        await close_database(context)
-    return data
+    async with connected(settings):
+        try:
+            return await transfer_file_for(period, settings.zengin_payer)
+        except MatometeError as error:
+            print(f"matomete: {error.message}", file=sys.stderr)  # noqa: T201 - the operator's answer
+            return None
 
 
 def _export_zengin(settings: Settings, period: str, output: str) -> int:
@@ -191,13 +181,10 @@ def _export_zengin(settings: Settings, period: str, output: str) -> int:
 async def _audit(settings: Settings, period: str | None) -> int:
     """Print each invariant with ok or what breaks it; non-zero when anything does."""
     from models.auditing import run_audit
-    from settings.database import close_database, open_database
+    from settings.database import connected
 
-    context = await open_database(settings)
-    try:
+    async with connected(settings):
         checks = await run_audit(period)
-    finally:
-        await close_database(context)
     for check in checks:
         verdict = "ok   " if check.ok else "BREAK"
         print(f"{verdict} {check.name}" + ("" if check.ok else f": {', '.join(check.breaks)}"))  # noqa: T201
@@ -223,17 +210,15 @@ async def _apply_debits(settings: Settings, results: list[Any]) -> int:
     from billing.errors import MatometeError
     from models.clock import clock
     from models.collecting import import_debit_results
-    from settings.database import close_database, open_database
+    from settings.database import connected
 
-    context = await open_database(settings)
-    try:
-        async with in_transaction():
-            summary = await import_debit_results(results, now=await clock.now())
-    except MatometeError as error:
-        print(f"matomete: {error.message} Nothing was applied.", file=sys.stderr)  # noqa: T201
-        return 2
-    finally:
-        await close_database(context)
+    async with connected(settings):
+        try:
+            async with in_transaction():
+                summary = await import_debit_results(results, now=await clock.now())
+        except MatometeError as error:
+            print(f"matomete: {error.message} Nothing was applied.", file=sys.stderr)  # noqa: T201
+            return 2
     print(json.dumps(summary))  # noqa: T201 - the result, for scripts
     return 0
 

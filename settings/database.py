@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from tortoise import Tortoise
@@ -10,7 +12,7 @@ from tortoise.context import TortoiseContext
 from models import MODEL_MODULES
 from settings import Settings
 
-__all__ = ["close_database", "open_database", "tortoise_config"]
+__all__ = ["close_database", "connected", "open_database", "tortoise_config"]
 
 
 def tortoise_config(settings: Settings) -> dict[str, Any]:
@@ -54,6 +56,16 @@ async def open_database(settings: Settings, *, process_wide: bool = True) -> Tor
 async def close_database(context: TortoiseContext) -> None:
     """Close what ``open_database`` opened."""
     await context.close_connections()
+
+
+@asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[TortoiseContext]:
+    """The database open for the block, and closed after it whatever happens."""
+    context = await open_database(settings)
+    try:
+        yield context
+    finally:
+        await close_database(context)
 
 
 def __getattr__(name: str) -> Any:

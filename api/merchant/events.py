@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from api.http import json_response
 from api.merchant.lists import page
-from api.merchant.table import merchant_of, merchant_routes, not_found
+from api.merchant.table import merchant_of, merchant_routes, owned
 from billing.errors import InvalidRequest
 from models.events import EVENT_TYPES, Event
 
@@ -40,11 +40,7 @@ def event_view(event: Event) -> dict[str, Any]:
 @merchant_routes.route("GET", "/events/{id}", summary="Retrieve an event", response=EventOut)
 async def get_event(request: web.Request) -> web.Response:
     """One of this merchant's events."""
-    event_id = request.match_info["id"]
-    event = await Event.get_or_none(id=event_id, merchant_id=merchant_of(request).id)
-    if event is None:
-        raise not_found("event", event_id)
-    return json_response(event_view(event))
+    return json_response(event_view(await owned(request, Event, "event")))
 
 
 @merchant_routes.route("GET", "/events", summary="List events (newest first; type filter)")

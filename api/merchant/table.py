@@ -34,11 +34,11 @@ def not_found(kind: str, object_id: str, param: str = "id") -> NotFound:
     return NotFound(f"No such {kind}: {object_id}.", param=param)
 
 
-async def owned(request: web.Request, model: type[M], kind: str, *, lock: bool = False) -> M:
-    """The ``{id}`` of the path, if it is this merchant's ``model``; else 404."""
+async def owned(request: web.Request, model: type[M], kind: str, *, lock: bool = False, **also: Any) -> M:
+    """The ``{id}`` of the path, if it is this merchant's ``model`` (and matches ``also``); else 404."""
     object_id = request.match_info["id"]
     query: Any = model.select_for_update() if lock else model
-    found: M | None = await query.get_or_none(id=object_id, merchant_id=merchant_of(request).id)
+    found: M | None = await query.get_or_none(id=object_id, merchant_id=merchant_of(request).id, **also)
     if found is None:
         raise not_found(kind, object_id)
     return found

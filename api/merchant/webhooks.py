@@ -16,7 +16,7 @@ from api.http import Body, json_response
 from api.keys import SETTINGS
 from api.merchant.events import event_view
 from api.merchant.lists import page
-from api.merchant.table import merchant_of, merchant_routes, not_found
+from api.merchant.table import merchant_of, merchant_routes, not_found, owned
 from billing.errors import InvalidRequest
 from models.clock import clock
 from models.events import DELIVERY_LEASE, EVENT_TYPES, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
@@ -82,12 +82,7 @@ async def _checked_url(request: web.Request, url: str) -> str:
 
 
 async def _endpoint(request: web.Request, *, lock: bool = False) -> WebhookEndpoint:
-    endpoint_id = request.match_info["id"]
-    query = WebhookEndpoint.select_for_update() if lock else WebhookEndpoint
-    endpoint = await query.get_or_none(id=endpoint_id, merchant_id=merchant_of(request).id, deleted_at=None)
-    if endpoint is None:
-        raise not_found("webhook endpoint", endpoint_id)
-    return endpoint
+    return await owned(request, WebhookEndpoint, "webhook endpoint", lock=lock, deleted_at=None)
 
 
 @merchant_routes.route(

@@ -204,6 +204,8 @@ class Refund(Model):
 
     class Meta:
         table = "refunds"
+        # A charge's refunds; the close finds the few not yet credited among all the refunds ever made.
+        indexes = (("charge_id",), ("credited", "charge_id"))
 
 
 class AccountUsage(Model):

@@ -40,12 +40,18 @@ class JournalEntry(Model):
 
     @classmethod
     async def post(
-        cls, *, kind: str, reference: str, occurred_at: object, postings: Sequence[tuple[str, str | None, int]]
+        cls,
+        *,
+        kind: str,
+        reference: str,
+        occurred_at: object,
+        postings: Sequence[tuple[str, str | None, int]],
+        memo: str = "",
     ) -> JournalEntry:
         """Write one balanced entry of ``(account, merchant_id, amount)`` postings."""
         if sum(amount for _, _, amount in postings) != 0:
             raise UnbalancedEntry(f"{kind} {reference}: postings sum to non-zero")
-        entry = await cls.create(kind=kind, reference=reference, occurred_at=occurred_at)
+        entry = await cls.create(kind=kind, reference=reference, memo=memo, occurred_at=occurred_at)
         await Posting.bulk_create(
             [
                 Posting(entry=entry, account=account, merchant_id=merchant, amount=amount)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -37,11 +37,10 @@ from billing.periods import (
     valid_period,
 )
 from billing.tax import rate_on, tax_included
-from models.charges import BillingStatus, Charge, Refund
 from models.clock import clock
 from models.collecting import mark_overdue, write_off
 from models.events import Event, WebhookEndpoint
-from models.invoices import BillingBatch, BillingRun, InvoiceTax
+from models.invoices import BillingBatch, BillingRun
 from models.ledger import JournalEntry
 from models.outbox import send
 from queues import ACTOR_OPTIONS, worker_settings
@@ -94,14 +93,15 @@ async def start_close(period: str) -> BillingRun:
 
 def _sql(dialect: str, template: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
     """``%(name)s`` (or ``%(name:type)s``) placeholders as ``$n::type`` (PostgreSQL, one number
-    per occurrence so each is typed by its own context) or ``?`` (SQLite), with their values."""
+    per occurrence so each is typed by its own context) or ``?`` (SQLite), with their values.
+    On SQLite a list goes as JSON text, read back with ``json_each`` (see ``_one_of``)."""
     values: list[Any] = []
 
     def placeholder(match: re.Match[str]) -> str:
         name, sql_type = match.group(1), match.group(2)
         value = params[name]
         if dialect == "sqlite":
-            values.append(str(value) if isinstance(value, Decimal) else value)
+            values.append(json.dumps(value) if isinstance(value, list) else value)
             return "?"
         values.append(value)
         return f"${len(values)}::{sql_type}" if sql_type else f"${len(values)}"
@@ -116,11 +116,34 @@ async def _execute(template: str, params: Mapping[str, Any]) -> list[dict[str, A
     return rows
 
 
-def _new_id(prefix: str, dialect: str, salt: str) -> str:
-    """SQL for a fresh prefixed random id, per dialect."""
+def _one_of(dialect: str, column: str, name: str) -> str:
+    """``column`` is one of the ids in the list parameter ``name`` (an index lookup per id,
+    whatever the planner thinks of tables that grew within the close)."""
+    if dialect == "postgres":
+        return f"{column} = ANY(%({name}:varchar[])s)"
+    return f"{column} IN (SELECT value FROM json_each(%({name})s))"
+
+
+def _table(
+    dialect: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+) -> tuple[str, dict[str, Any]]:
+    """Rows from Python as a derived table ``v`` with ``columns`` ((name, PostgreSQL type)): one
+    array per column (``unnest``) on PostgreSQL, one JSON text on SQLite."""
+    if dialect == "postgres":
+        arrays = ", ".join(f"%(v_{name}:{sql_type}[])s" for name, sql_type in columns)
+        names = ", ".join(name for name, _ in columns)
+        values = {f"v_{name}": [row[n] for row in rows] for n, (name, _) in enumerate(columns)}
+        return f"(SELECT * FROM unnest({arrays}) AS u({names})) AS v", values
+    picks = ", ".join(f"json_extract(value, '$[{n}]') AS {name}" for n, (name, _) in enumerate(columns))
+    plain = [[str(value) if isinstance(value, Decimal) else value for value in row] for row in rows]
+    return f"(SELECT {picks} FROM json_each(%(v_rows)s)) AS v", {"v_rows": plain}
+
+
+def _new_id(prefix: str, dialect: str) -> str:
+    """SQL for a fresh prefixed random id (24 hex digits), per dialect."""
     if dialect == "sqlite":
         return f"'{prefix}_' || lower(hex(randomblob(12)))"
-    return f"'{prefix}_' || substr(md5(random()::text || clock_timestamp()::text || {salt}), 1, 24)"
+    return f"'{prefix}_' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 24)"
 
 
 @dramatiq.actor(queue_name="billing", **ACTOR_OPTIONS)
@@ -161,7 +184,9 @@ async def merge_invoices(batch_id: int) -> None:
         now = await clock.now()
         batch.done_at = now
         await batch.save(update_fields=["done_at"])
-        run = await BillingRun.select_for_update().get(id=run.id)
+        # FOR NO KEY UPDATE: the batch's invoices hold a key-share lock on the run (their foreign
+        # key), as do those of every batch running beside it; FOR UPDATE would deadlock them.
+        run = await BillingRun.select_for_update(no_key=True).get(id=run.id)
         run.batches_done += 1
         run.lines += written["lines"]
         run.invoices += written["invoices"]
@@ -173,9 +198,11 @@ async def merge_invoices(batch_id: int) -> None:
 
 
 async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
+    """One batch, set-based. Every statement reaches the big tables through the batch's line
+    range or through explicit ids, never through a plan that depends on fresh statistics (the
+    tables grow by millions of rows within one close)."""
     dialect = connections.get("default").capabilities.dialect
     period = run.period
-    rate = rate_on(last_day(period))
     params: dict[str, Any] = {
         "period": period,
         "first": first,
@@ -185,49 +212,60 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         "due": last_day(next_period(period)),
         "start": period_start(period),
         "end": period_end(period),
-        "rate": rate,
+        "rate": rate_on(last_day(period)),
         "no": False,
         "yes": True,
     }
-    batch_invoices = "SELECT id FROM invoices WHERE period = %(period)s AND line_id BETWEEN %(first)s AND %(last)s"
+    in_batch = "i.period = %(period)s AND i.line_id BETWEEN %(first)s AND %(last)s"
+    unbilled = (
+        "c.line_id BETWEEN %(first)s AND %(last)s AND c.period = %(period)s AND c.status = 'succeeded'"
+        " AND c.billing_status = 'unbilled' AND c.amount > c.refunded_amount"
+    )
+    to_credit = "r.credited = %(no)s AND c.billing_status <> 'unbilled' AND c.line_id BETWEEN %(first)s AND %(last)s"
+    # The bill's total is written with it (its fee and charges); the items decide it in the end.
     await _execute(
         f"""INSERT INTO invoices (id, line_id, period, status, total, amount_paid, due_date, billing_run_id, created_at)
-        SELECT {_new_id("inv", dialect, "l.line_id")}, l.line_id, %(period:varchar)s, 'open', 0, 0, %(due:date)s,
-               %(run:varchar)s, %(now:timestamptz)s
+        SELECT {_new_id("inv", dialect)}, l.line_id, %(period:varchar)s, 'open',
+               CASE WHEN {BASE_FEE_DUE} THEN l.base_monthly_fee ELSE 0 END + COALESCE(billable.amount, 0), 0,
+               %(due:date)s, %(run:varchar)s, %(now:timestamptz)s
         FROM lines l
+        LEFT JOIN (SELECT c.line_id, SUM(c.amount - c.refunded_amount) AS amount FROM charges c
+                   WHERE {unbilled} GROUP BY c.line_id) AS billable ON billable.line_id = l.line_id
         WHERE l.line_id BETWEEN %(first)s AND %(last)s AND (
-            ({BASE_FEE_DUE})
-            OR EXISTS (SELECT 1 FROM charges c WHERE c.line_id = l.line_id AND c.period = %(period)s
-                       AND c.status = 'succeeded' AND c.amount > c.refunded_amount)
+            ({BASE_FEE_DUE}) OR billable.line_id IS NOT NULL
             OR EXISTS (SELECT 1 FROM refunds r JOIN charges c ON c.id = r.charge_id
-                       WHERE c.line_id = l.line_id AND r.credited = %(no)s AND c.billing_status <> 'unbilled'))
+                       WHERE c.line_id = l.line_id AND {to_credit}))
         ON CONFLICT DO NOTHING""",
         params,
     )
-    await _execute(
+    added = await _execute(
         f"""INSERT INTO invoice_items {ITEM_COLUMNS}
         SELECT i.id, 0, 'base_fee', NULL, NULL, NULL, '回線月額料金', l.base_monthly_fee, %(rate:numeric)s,
                0, 'open', 0, %(run:varchar)s
         FROM invoices i JOIN lines l ON l.line_id = i.line_id
-        WHERE i.period = %(period)s AND i.line_id BETWEEN %(first)s AND %(last)s AND {BASE_FEE_DUE}
-        ON CONFLICT DO NOTHING""",
+        WHERE {in_batch} AND {BASE_FEE_DUE}
+        ON CONFLICT DO NOTHING
+        RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount""",
         params,
     )
-    await _execute(
+    # New items go after what a bill already holds: on a bill this run has just written, its base
+    # fee (position 0) or nothing; on an earlier close's bill, its last item (one lookup each).
+    held = """(CASE WHEN i.billing_run_id = %(run)s THEN 0 ELSE
+                  COALESCE((SELECT MAX(x.position) FROM invoice_items x WHERE x.invoice_id = i.id), 0) END)"""
+    # Each succeeded charge of the period not billed yet, net of what was refunded before the close.
+    added += await _execute(
         f"""INSERT INTO invoice_items {ITEM_COLUMNS}
-        SELECT i.id,
-               (SELECT COALESCE(MAX(x.position), 0) FROM invoice_items x WHERE x.invoice_id = i.id)
-                 + ROW_NUMBER() OVER (PARTITION BY i.id ORDER BY c.created_at, c.id),
+        SELECT i.id, {held} + ROW_NUMBER() OVER (PARTITION BY i.id ORDER BY c.created_at, c.id),
                'charge', c.id, NULL, c.merchant_id, c.description, c.amount - c.refunded_amount, %(rate:numeric)s, 0,
                'open', 0, %(run:varchar)s
-        FROM charges c JOIN invoices i ON i.line_id = c.line_id AND i.period = %(period)s
-        WHERE c.period = %(period)s AND c.status = 'succeeded' AND c.line_id BETWEEN %(first)s AND %(last)s
-          AND c.amount > c.refunded_amount
-          AND NOT EXISTS (SELECT 1 FROM invoice_items x WHERE x.charge_id = c.id)
-        ON CONFLICT DO NOTHING""",
+        FROM charges c JOIN invoices i ON i.line_id = c.line_id AND {in_batch}
+        WHERE {unbilled}
+        ON CONFLICT DO NOTHING
+        RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount""",
         params,
     )
-    await _execute(
+    # A refund of a charge billed on an earlier bill is a credit on this one, at the charge's rate.
+    added += await _execute(
         f"""INSERT INTO invoice_items {ITEM_COLUMNS}
         SELECT i.id,
                (SELECT COALESCE(MAX(x.position), 0) FROM invoice_items x WHERE x.invoice_id = i.id)
@@ -237,80 +275,89 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         FROM refunds r
         JOIN charges c ON c.id = r.charge_id
         JOIN invoice_items original ON original.charge_id = c.id
-        JOIN invoices i ON i.line_id = c.line_id AND i.period = %(period)s
-        WHERE r.credited = %(no)s AND c.billing_status <> 'unbilled' AND c.line_id BETWEEN %(first)s AND %(last)s
-          AND original.invoice_id <> i.id
-          AND NOT EXISTS (SELECT 1 FROM invoice_items x WHERE x.refund_id = r.id)
-        ON CONFLICT DO NOTHING""",
+        JOIN invoices i ON i.line_id = c.line_id AND {in_batch}
+        WHERE {to_credit} AND original.invoice_id <> i.id
+        ON CONFLICT DO NOTHING
+        RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount""",
         params,
+    )
+    if not added:
+        return await _summary(params, charges=0)
+    charges = [str(row["charge_id"]) for row in added if row["kind"] == "charge"]
+    credited = [str(row["refund_id"]) for row in added if row["kind"] == "credit"]
+    ids = {**params, "charges": charges, "refunds": credited}
+    # Refunds now on a bill: as a credit, or netted from a charge billed by this close.
+    await _execute(
+        f"""UPDATE refunds SET credited = %(yes)s WHERE credited = %(no)s
+        AND ({_one_of(dialect, "id", "refunds")} OR {_one_of(dialect, "charge_id", "charges")})""",
+        ids,
     )
     await _execute(
-        f"""UPDATE refunds SET credited = %(yes)s WHERE credited = %(no)s AND id IN (
-            SELECT x.refund_id FROM invoice_items x
-            WHERE x.refund_id IS NOT NULL AND x.invoice_id IN ({batch_invoices}))""",
-        params,
+        f"UPDATE charges SET billing_status = 'billed' WHERE {_one_of(dialect, 'id', 'charges')}"
+        " AND billing_status = 'unbilled'",
+        ids,
     )
-    billed_now = (
-        f"""SELECT x.charge_id FROM invoice_items x WHERE x.kind = 'charge' AND x.invoice_id IN ({batch_invoices})"""
-    )
-    on_bills = [row["charge_id"] for row in await _execute(billed_now, params)]
-    newly_billed: list[str] = []
-    # By explicit ids, a chunk at a time: a subquery here let PostgreSQL pick a plan that scanned
-    # every charge once the tables had grown within the close (seen at 700,000 lines).
-    for start in range(0, len(on_bills), ID_CHUNK):
-        chunk = on_bills[start : start + ID_CHUNK]
-        newly_billed += [
-            str(charge_id)
-            for charge_id in await Charge.filter(id__in=chunk, billing_status=BillingStatus.UNBILLED).values_list(
-                "id", flat=True
-            )
-        ]
-        await Refund.filter(charge_id__in=chunk, credited=False).update(credited=True)
-        await Charge.filter(id__in=chunk, billing_status=BillingStatus.UNBILLED).update(
-            billing_status=BillingStatus.BILLED
-        )
-    await _execute(
-        f"""UPDATE invoices SET total = (SELECT COALESCE(SUM(x.amount), 0) FROM invoice_items x
-                                         WHERE x.invoice_id = invoices.id)
-        WHERE id IN ({batch_invoices})""",
-        params,
-    )
-    # Credits can bring a bill to nothing: nothing is owed, so it is settled as it is issued.
-    await _execute(
-        f"UPDATE invoices SET status = 'paid' WHERE status = 'open' AND total <= 0 AND id IN ({batch_invoices})",
-        params,
-    )
-    sums = await _execute(
-        f"""SELECT x.invoice_id, x.tax_rate, SUM(x.amount) AS total FROM invoice_items x
-        WHERE x.invoice_id IN ({batch_invoices}) GROUP BY x.invoice_id, x.tax_rate""",
-        params,
-    )
-    await _execute(f"DELETE FROM invoice_taxes WHERE invoice_id IN ({batch_invoices})", params)
-    await InvoiceTax.bulk_create(
-        [
-            InvoiceTax(
-                invoice_id=row["invoice_id"],
-                rate=Decimal(str(row["tax_rate"])),
-                taxable_total=int(row["total"]),
-                tax=tax_included(int(row["total"]), Decimal(str(row["tax_rate"]))),
-            )
-            for row in sums
-        ],
-        batch_size=1000,
-    )
-    await _post_billed(params, batch_invoices, reference=f"{run.id}:{first}")
-    await _record_billed(newly_billed, params)
+    await _settle_totals(sorted({str(row["invoice_id"]) for row in added}))
+    await _post_billed(params, added, reference=f"{run.id}:{first}")
+    await _record_billed(ids, added)
+    return await _summary(params, charges=len(charges))
+
+
+async def _summary(params: dict[str, Any], *, charges: int) -> dict[str, int]:
+    """What this run has billed in the batch's range."""
     mine = await _execute(
         """SELECT COUNT(*) AS invoices, COALESCE(SUM(total), 0) AS total FROM invoices
-        WHERE billing_run_id = %(run)s AND line_id BETWEEN %(first)s AND %(last)s""",
+        WHERE line_id BETWEEN %(first)s AND %(last)s AND period = %(period)s AND billing_run_id = %(run)s""",
         params,
     )
-    return {
-        "lines": int(mine[0]["invoices"]),
-        "invoices": int(mine[0]["invoices"]),
-        "total": int(mine[0]["total"]),
-        "charges": len(newly_billed),
-    }
+    invoices = int(mine[0]["invoices"])
+    return {"lines": invoices, "invoices": invoices, "total": int(mine[0]["total"]), "charges": charges}
+
+
+async def _settle_totals(invoices: list[str]) -> None:
+    """Each touched bill's total from its items, and its tax per rate by ``billing.tax``
+    (rounded once per bill and rate); only figures that differ are written. A bill credits
+    bring to nothing is settled as it is issued: nothing is owed."""
+    dialect = connections.get("default").capabilities.dialect
+    rows = await _execute(
+        f"""SELECT x.invoice_id, x.tax_rate, SUM(x.amount) AS amount FROM invoice_items x
+        WHERE {_one_of(dialect, "x.invoice_id", "invoices")} GROUP BY x.invoice_id, x.tax_rate""",
+        {"invoices": invoices},
+    )
+    held = await _execute(
+        f"SELECT id, total, status FROM invoices WHERE {_one_of(dialect, 'id', 'invoices')}", {"invoices": invoices}
+    )
+    totals: dict[str, int] = {}
+    taxes: list[tuple[str, Decimal, int, int]] = []
+    for row in rows:
+        rate, amount = Decimal(str(row["tax_rate"])), int(row["amount"])
+        totals[row["invoice_id"]] = totals.get(row["invoice_id"], 0) + amount
+        taxes.append((str(row["invoice_id"]), rate, amount, tax_included(amount, rate)))
+    changed = [
+        (
+            invoice["id"],
+            totals[invoice["id"]],
+            "paid" if invoice["status"] == "open" and totals[invoice["id"]] <= 0 else invoice["status"],
+        )
+        for invoice in held
+        if int(invoice["total"]) != totals[invoice["id"]]
+        or (invoice["status"] == "open" and totals[invoice["id"]] <= 0)
+    ]
+    if changed:
+        table, values = _table(dialect, [("id", "varchar"), ("total", "bigint"), ("status", "varchar")], changed)
+        await _execute(
+            f"UPDATE invoices SET total = v.total, status = v.status FROM {table} WHERE invoices.id = v.id", values
+        )
+    table, values = _table(
+        dialect, [("invoice_id", "varchar"), ("rate", "numeric"), ("taxable_total", "bigint"), ("tax", "bigint")], taxes
+    )
+    await _execute(
+        f"""INSERT INTO invoice_taxes (invoice_id, rate, taxable_total, tax)
+        SELECT v.invoice_id, v.rate, v.taxable_total, v.tax FROM {table} WHERE true
+        ON CONFLICT (invoice_id, rate) DO UPDATE SET taxable_total = excluded.taxable_total, tax = excluded.tax
+        WHERE invoice_taxes.taxable_total <> excluded.taxable_total""",
+        values,
+    )
 
 
 def _charge_json(dialect: str) -> str:
@@ -345,49 +392,49 @@ def _charge_json(dialect: str) -> str:
     return f"json_object('object', json_object({pairs}))"
 
 
-async def _record_billed(charge_ids: list[str], params: dict[str, Any]) -> None:
-    """``charge.billed`` for each charge just billed, written set-based (a close bills millions),
-    then handed to the webhook endpoints that want it."""
+async def _record_billed(ids: dict[str, Any], added: list[dict[str, Any]]) -> None:
+    """``charge.billed`` for each charge this close billed, written set-based (a close bills
+    millions), then handed to the webhook endpoints of the merchants that have any."""
     dialect = connections.get("default").capabilities.dialect
-    for start in range(0, len(charge_ids), ID_CHUNK):
-        chunk = charge_ids[start : start + ID_CHUNK]
-        if dialect == "postgres":
-            chosen, values = "c.id = ANY(%(ids:varchar[])s)", {**params, "ids": chunk}
-        else:
-            chosen, values = "c.id IN (SELECT value FROM json_each(%(ids)s))", {**params, "ids": json.dumps(chunk)}
-        await _execute(
-            f"""INSERT INTO events (id, merchant_id, type, object_id, data, created_at)
-            SELECT {_new_id("evt", dialect, "c.id")}, c.merchant_id, 'charge.billed', c.id, {_charge_json(dialect)},
-                   %(now:timestamptz)s
-            FROM charges c WHERE {chosen}""",
-            values,
-        )
-        merchants = await Charge.filter(id__in=chunk).distinct().values_list("merchant_id", flat=True)
-        if await WebhookEndpoint.exists(merchant_id__in=list(merchants), enabled=True, deleted_at=None):
-            events = await Event.filter(type="charge.billed", object_id__in=chunk)
-            await Event.fan_out("charge.billed", events, now=params["now"])
-
-
-async def _post_billed(params: dict[str, Any], batch_invoices: str, *, reference: str) -> None:
-    """One balanced ledger entry for what this close added to the batch's invoices: the lines
-    owe it all (receivable); the base fees are the carrier's revenue; the rest is owed on to
-    each merchant (charges less credits), all with set-based statements."""
-    added = f"FROM invoice_items x WHERE x.billing_run_id = %(run)s AND x.invoice_id IN ({batch_invoices})"
-    count = await _execute(f"SELECT COUNT(*) AS n {added}", params)
-    if not int(count[0]["n"]):
-        return
-    entry = await JournalEntry.create(
-        kind="billed", reference=reference, memo=f"close {params['period']}", occurred_at=params["now"]
+    await _execute(
+        f"""INSERT INTO events (id, merchant_id, type, object_id, data, created_at)
+        SELECT {_new_id("evt", dialect)}, c.merchant_id, 'charge.billed', c.id, {_charge_json(dialect)},
+               %(now:timestamptz)s
+        FROM charges c WHERE {_one_of(dialect, "c.id", "charges")}""",
+        ids,
     )
-    with_entry = {**params, "entry": entry.id}
-    for select in (
-        f"SELECT %(entry:varchar)s, 'receivable:lines', NULL, SUM(x.amount) {added} GROUP BY x.billing_run_id",
-        f"""SELECT %(entry:varchar)s, 'revenue:base_fee', NULL, -SUM(x.amount) {added} AND x.kind = 'base_fee'
-            GROUP BY x.billing_run_id""",
-        f"""SELECT %(entry:varchar)s, 'payable:merchant', x.merchant_id, -SUM(x.amount) {added}
-            AND x.kind IN ('charge', 'credit') GROUP BY x.merchant_id""",
-    ):
-        await _execute(f"INSERT INTO postings (entry_id, account, merchant_id, amount) {select}", with_entry)
+    merchants = {row["merchant_id"] for row in added if row["kind"] == "charge"}
+    listening = set(
+        await WebhookEndpoint.filter(merchant_id__in=merchants, enabled=True, deleted_at=None).values_list(
+            "merchant_id", flat=True
+        )
+    )
+    chosen = [str(row["charge_id"]) for row in added if row["kind"] == "charge" and row["merchant_id"] in listening]
+    for start in range(0, len(chosen), ID_CHUNK):
+        events = await Event.filter(type="charge.billed", object_id__in=chosen[start : start + ID_CHUNK])
+        await Event.fan_out("charge.billed", events, now=ids["now"])
+
+
+async def _post_billed(params: dict[str, Any], added: list[dict[str, Any]], *, reference: str) -> None:
+    """One balanced ledger entry for what this close added to the batch's bills: the lines owe
+    it all (receivable); the base fees are the carrier's revenue; the rest is owed on to each
+    merchant (charges less credits)."""
+    base_fees = [int(row["amount"]) for row in added if row["kind"] == "base_fee"]
+    payable: dict[str, int] = {}
+    for row in added:
+        if row["kind"] != "base_fee":
+            payable[row["merchant_id"]] = payable.get(row["merchant_id"], 0) + int(row["amount"])
+    postings: list[tuple[str, str | None, int]] = [("receivable:lines", None, sum(base_fees) + sum(payable.values()))]
+    if base_fees:
+        postings.append(("revenue:base_fee", None, -sum(base_fees)))
+    postings += [("payable:merchant", merchant, -amount) for merchant, amount in sorted(payable.items())]
+    await JournalEntry.post(
+        kind="billed",
+        reference=reference,
+        occurred_at=params["now"],
+        postings=postings,
+        memo=f"close {params['period']}",
+    )
 
 
 async def close_due_periods(now: datetime) -> int:

@@ -25,6 +25,7 @@ __all__ = [
     "debit_reference",
     "import_debit_results",
     "mark_overdue",
+    "settle_by_credits",
     "write_off",
 ]
 
@@ -63,11 +64,7 @@ async def apply_collection(  # noqa: PLR0913 - one keyword per fact of the payme
             param=param.replace("invoice_id", "amount"),
             code="amount_exceeds_balance",
         )
-    items = (
-        await InvoiceItem.select_for_update()
-        .filter(invoice_id=invoice.id, kind__in=[ItemKind.BASE_FEE, ItemKind.CHARGE])
-        .order_by("position")
-    )
+    items = await _positive_items(invoice.id)
     parts = spread_payment(
         amount,
         [item.amount - item.collected_amount for item in items],
@@ -78,6 +75,47 @@ async def apply_collection(  # noqa: PLR0913 - one keyword per fact of the payme
     collection = await Collection.create(
         invoice=invoice, amount=amount, paid_at=paid_at, source=source, source_reference=reference, created_at=now
     )
+    await _collect(collection, items, parts)
+    await JournalEntry.post(
+        kind="collected",
+        reference=collection.id,
+        occurred_at=now,
+        postings=[("cash:collections", None, amount), ("receivable:lines", None, -amount)],
+    )
+    invoice.amount_paid += amount
+    invoice.status = _status_after_payment(invoice, now.astimezone(JST).date())
+    await invoice.save(update_fields=["amount_paid", "status"])
+    return collection
+
+
+async def settle_by_credits(invoice_ids: list[str], *, now: datetime) -> None:
+    """Bills that credits bring to nothing (or below) are settled as they are issued: the credits
+    paid every positive item on them in full. So each such item is collected, recorded as a
+    collection of 0 yen (``source`` "credits") whose allocations say which, and its charge turns
+    ``collected``; no money moved, so no journal entry."""
+    for invoice_id in invoice_ids:
+        invoice = await Invoice.select_for_update().get(id=invoice_id)
+        items = [item for item in await _positive_items(invoice.id) if item.collected_amount < item.amount]
+        if not items:
+            continue
+        collection = await Collection.create(
+            invoice=invoice, amount=0, paid_at=now, source="credits", source_reference=invoice.id, created_at=now
+        )
+        await _collect(collection, items, [item.amount - item.collected_amount for item in items])
+
+
+async def _positive_items(invoice_id: str) -> list[InvoiceItem]:
+    """The items a payment can fall on (the base fee and the charges), locked, in bill order."""
+    return (
+        await InvoiceItem.select_for_update()
+        .filter(invoice_id=invoice_id, kind__in=[ItemKind.BASE_FEE, ItemKind.CHARGE])
+        .order_by("position")
+    )
+
+
+async def _collect(collection: Collection, items: list[InvoiceItem], parts: list[int]) -> None:
+    """Add each part to its item, with the allocation that records it; charges whose item is
+    collected in full turn ``collected``, with ``charge.collected``."""
     await CollectionAllocation.bulk_create(
         [
             CollectionAllocation(collection=collection, item=item, amount=part)
@@ -94,21 +132,11 @@ async def apply_collection(  # noqa: PLR0913 - one keyword per fact of the payme
         await item.save(update_fields=["collected_amount", "collection_status"])
         if item.collection_status == "collected" and item.charge_id:
             finished.append(item.charge_id)
-    await JournalEntry.post(
-        kind="collected",
-        reference=collection.id,
-        occurred_at=now,
-        postings=[("cash:collections", None, amount), ("receivable:lines", None, -amount)],
-    )
-    invoice.amount_paid += amount
-    invoice.status = _status_after_payment(invoice, now.astimezone(JST).date())
-    await invoice.save(update_fields=["amount_paid", "status"])
     charges = await Charge.filter(id__in=finished)
     await Charge.filter(id__in=finished).update(billing_status=BillingStatus.COLLECTED)
     for charge in charges:
         charge.billing_status = BillingStatus.COLLECTED
     await Event.record_many("charge.collected", [(charge.merchant_id, charge.to_api()) for charge in charges])
-    return collection
 
 
 async def _post_write_off(invoice: Invoice, open_items: list[InvoiceItem], now: datetime) -> None:

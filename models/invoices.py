@@ -80,6 +80,8 @@ class BillingBatch(Model):
     first_line_id = fields.CharField(max_length=13)
     last_line_id = fields.CharField(max_length=13)
     done_at = fields.DatetimeField(null=True)
+    failed_at = fields.DatetimeField(null=True)  # its retries ran out; the run is failed
+    error = fields.CharField(max_length=500, null=True)
 
     if TYPE_CHECKING:
         run_id: str

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from tortoise import connections
 
 import queues
 from billing.zengin_records import read_transfer_file
@@ -87,7 +88,7 @@ async def november(client, ops: OpsClient, settings: Settings) -> dict[str, Any]
     )
     refund = await client.post("/v1/refunds", headers=shop.auth, json={"charge": b_charge, "amount": 300})
     assert refund.status == 201
-    return {"shop": shop, "a_charges": a_charges, "b_charge": b_charge}
+    return {"shop": shop, "a_charges": a_charges, "b_charge": b_charge, "b_password": b_account["initial_password"]}
 
 
 async def test_a_period_is_closed_only_once_it_has_ended(ops: OpsClient, november: dict[str, Any]) -> None:
@@ -152,6 +153,56 @@ async def test_a_redelivered_batch_changes_nothing(
     await billing.merge_invoices.fn.__wrapped__(batch.id)
     assert await InvoiceItem.all().count() == items
     assert (await BillingRun.get(id=run["id"])).batches_done == 1
+
+
+SABOTAGE = {  # a storage fault for one test: every invoice item insert fails
+    "sqlite": ["CREATE TRIGGER sabotage BEFORE INSERT ON invoice_items BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"],
+    "postgres": [
+        "CREATE FUNCTION sabotage() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'disk on fire'; END$$",
+        "CREATE TRIGGER sabotage BEFORE INSERT ON invoice_items FOR EACH ROW EXECUTE FUNCTION sabotage()",
+    ],
+}
+REPAIR = {
+    "sqlite": ["DROP TRIGGER sabotage"],
+    "postgres": ["DROP TRIGGER sabotage ON invoice_items", "DROP FUNCTION sabotage"],
+}
+
+
+async def _storage(statements: dict[str, list[str]]) -> None:
+    connection = connections.get("default")
+    for statement in statements[connection.capabilities.dialect]:
+        await connection.execute_script(statement)
+
+
+async def test_a_batch_out_of_retries_fails_its_run_and_a_new_close_finishes_it(
+    ops: OpsClient, settings: Settings, november: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch failing its last retry marks the batch (with the error) and the run failed, writes
+    nothing; once the fault is mended, closing the period again bills exactly what was due."""
+    monkeypatch.setitem(billing.merge_invoices.options, "max_retries", 0)
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await _storage(SABOTAGE)
+    try:
+        status, run = await ops.post("/ops/v1/billing/close", json={"period": "2030-11"})
+        assert status == 202
+
+        async def failed() -> bool:
+            return (await BillingRun.get(id=run["id"])).status == "failed"
+
+        await settle(settings, failed)
+    finally:
+        await _storage(REPAIR)
+    status, shown = await ops.get(f"/ops/v1/billing/runs/{run['id']}")
+    assert (status, shown["status"], shown["batches_done"], shown["invoices"]) == (200, "failed", 0, 0)
+    batch = await BillingBatch.get(run_id=run["id"])
+    assert batch.failed_at is not None
+    assert batch.done_at is None
+    assert "disk on fire" in (batch.error or "")
+    assert (await Invoice.all().count(), await InvoiceItem.all().count()) == (0, 0)
+    assert await Charge.filter(billing_status="billed").count() == 0
+    again = await close(ops, settings, "2030-11")
+    assert (again["status"], again["invoices"], again["total_billed"]) == ("succeeded", 3, 5815 + 700 + 3000)
+    assert [check.name for check in await run_audit("2030-11") if not check.ok] == []
 
 
 async def test_batches_fan_out_and_add_up(
@@ -323,6 +374,29 @@ async def test_a_bill_credits_bring_to_nothing_is_settled(
     await close(ops, settings, "2030-12")
     december = await invoice_of(ops, LINE_B, "2030-12")
     assert (december["total"], december["status"], december["taxes"][0]["tax"]) == (-700, "paid", -63)
+
+
+async def test_a_charge_its_bill_nets_to_nothing_is_collected(
+    client, ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """December: line B buys 700 and is refunded the 700 billed in November: the bill is 0 and
+    settled at once, and the new charge is collected (the credit paid it), with its event."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    shop: Shop = november["shop"]
+    await clock.move_to(datetime.fromisoformat("2030-12-05T10:00:00+09:00"))
+    bought = await buy(client, settings, shop, login_id="b-hanako", password=november["b_password"], amount=700)
+    await client.post("/v1/refunds", headers=shop.auth, json={"charge": november["b_charge"]})
+    await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-12")
+    december = await invoice_of(ops, LINE_B, "2030-12")
+    assert [(i["kind"], i["amount"]) for i in december["items"]] == [("charge", 700), ("credit", -700)]
+    assert (december["total"], december["status"], december["amount_paid"]) == (0, "paid", 0)
+    item = await InvoiceItem.get(charge_id=bought)
+    assert (item.collected_amount, item.collection_status) == (700, "collected")
+    assert (await Charge.get(id=bought)).billing_status == "collected"
+    assert await Event.filter(type="charge.collected", object_id=bought).count() == 1
+    assert [check.name for check in await run_audit() if not check.ok] == []
 
 
 async def _payouts(ops: OpsClient, settings: Settings, period: str) -> list[dict[str, Any]]:

@@ -6,7 +6,9 @@ writes its invoices, items, taxes and the billed charges with set-based SQL in O
 and marks itself done in it. So a batch is all or nothing: a worker killed half-way leaves the
 batch as it was, and its redelivery (or a second close of the period) adds only what is missing.
 The database's unique keys (one invoice per line and period, one item per charge and per
-refund) make "at most once" true whatever happens.
+refund) make "at most once" true whatever happens; each INSERT names the one key it expects to
+meet (``ON CONFLICT (key) DO NOTHING``), so any other clash fails the batch loudly instead of
+dropping a row, and PostgreSQL checks one index ahead of each row, not every unique one.
 
 Tax is the one money rule here, and it stays in ``billing.tax``: the batch reads each invoice's
 total per rate and writes ``tax_included`` of it, rounded once per invoice and rate.
@@ -103,7 +105,9 @@ def _sql(dialect: str, template: str, params: Mapping[str, Any]) -> tuple[str, l
         name, sql_type = match.group(1), match.group(2)
         value = params[name]
         if dialect == "sqlite":
-            values.append(json.dumps(value) if isinstance(value, list) else value)
+            if isinstance(value, list):
+                value = json.dumps(value)
+            values.append(str(value) if isinstance(value, Decimal) else value)
             return "?"
         values.append(value)
         return f"${len(values)}::{sql_type}" if sql_type else f"${len(values)}"
@@ -255,7 +259,7 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
     )
     to_credit = "r.credited = %(no)s AND c.billing_status <> 'unbilled' AND c.line_id BETWEEN %(first)s AND %(last)s"
     # The bill's total is written with it (its fee and charges); the items decide it in the end.
-    await _execute(
+    created = await _execute(
         f"""INSERT INTO invoices (id, line_id, period, status, total, amount_paid, due_date, billing_run_id, created_at)
         SELECT {_new_id("inv", dialect)}, l.line_id, %(period:varchar)s, 'open',
                CASE WHEN {BASE_FEE_DUE} THEN l.base_monthly_fee ELSE 0 END + COALESCE(billable.amount, 0), 0,
@@ -267,17 +271,19 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
             ({BASE_FEE_DUE}) OR billable.line_id IS NOT NULL
             OR EXISTS (SELECT 1 FROM refunds r JOIN charges c ON c.id = r.charge_id
                        WHERE c.line_id = l.line_id AND {to_credit}))
-        ON CONFLICT DO NOTHING""",
+        ON CONFLICT (line_id, period) DO NOTHING
+        RETURNING id, total""",
         params,
     )
+    written = {str(row["id"]): int(row["total"]) for row in created}
     added = await _execute(
         f"""INSERT INTO invoice_items {ITEM_COLUMNS}
         SELECT i.id, 0, 'base_fee', NULL, NULL, NULL, '回線月額料金', l.base_monthly_fee, %(rate:numeric)s,
                0, 'open', 0, %(run:varchar)s
         FROM invoices i JOIN lines l ON l.line_id = i.line_id
         WHERE {in_batch} AND {BASE_FEE_DUE}
-        ON CONFLICT DO NOTHING
-        RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount""",
+        ON CONFLICT (invoice_id, position) DO NOTHING
+        RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount, tax_rate""",
         params,
     )
     # New items go after what a bill already holds: on a bill this run has just written, its base
@@ -292,8 +298,8 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
                'open', 0, %(run:varchar)s
         FROM charges c JOIN invoices i ON i.line_id = c.line_id AND {in_batch}
         WHERE {unbilled}
-        ON CONFLICT DO NOTHING
-        RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount""",
+        ON CONFLICT (charge_id) DO NOTHING
+        RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount, tax_rate""",
         params,
     )
     # A refund of a charge billed on an earlier bill is a credit on this one, at the charge's rate.
@@ -309,23 +315,18 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         JOIN invoice_items original ON original.charge_id = c.id
         JOIN invoices i ON i.line_id = c.line_id AND {in_batch}
         WHERE {to_credit} AND original.invoice_id <> i.id
-        ON CONFLICT DO NOTHING
-        RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount""",
+        ON CONFLICT (refund_id) DO NOTHING
+        RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount, tax_rate""",
         params,
     )
     if not added:
         return await _summary(params, charges=0)
     charges = [str(row["charge_id"]) for row in added if row["kind"] == "charge"]
     credited = [str(row["refund_id"]) for row in added if row["kind"] == "credit"]
-    ids = {**params, "charges": charges, "refunds": credited}
-    # Refunds now on a bill: as a credit, or netted from a charge billed by this close.
-    await _execute(
-        f"""UPDATE refunds SET credited = %(yes)s WHERE credited = %(no)s
-        AND ({_one_of(dialect, "id", "refunds")} OR {_one_of(dialect, "charge_id", "charges")})""",
-        ids,
-    )
+    ids = {**params, "charges": charges}
+    await _mark_credited(params, billed=set(charges), credited=set(credited))
     await _bill_charges(ids)
-    settled = await _settle_totals(sorted({str(row["invoice_id"]) for row in added}))
+    settled = await _settle_totals(added, written)
     await settle_by_credits(settled, now=params["now"])
     await _post_billed(params, added, reference=f"{run.id}:{first}")
     await _fan_out_billed(ids["now"], added)
@@ -343,36 +344,66 @@ async def _summary(params: dict[str, Any], *, charges: int) -> dict[str, int]:
     return {"lines": invoices, "invoices": invoices, "total": int(mine[0]["total"]), "charges": charges}
 
 
-async def _settle_totals(invoices: list[str]) -> list[str]:
+async def _mark_credited(params: dict[str, Any], *, billed: set[str], credited: set[str]) -> None:
+    """Refunds now on a bill are ``credited``: those credited on it, and those netted from a
+    charge this close billed. The batch's lines have few refunds waiting; each is marked by id."""
+    waiting = await _execute(
+        """SELECT r.id, r.charge_id FROM refunds r JOIN charges c ON c.id = r.charge_id
+        WHERE r.credited = %(no)s AND c.line_id BETWEEN %(first)s AND %(last)s""",
+        params,
+    )
+    done = [str(row["id"]) for row in waiting if row["id"] in credited or row["charge_id"] in billed]
+    if done:
+        dialect = connections.get("default").capabilities.dialect
+        await _execute(
+            f"UPDATE refunds SET credited = %(yes)s WHERE {_one_of(dialect, 'id', 'done')}", {**params, "done": done}
+        )
+
+
+async def _settle_totals(added: list[dict[str, Any]], written: dict[str, int]) -> list[str]:
     """Each touched bill's total from its items, and its tax per rate by ``billing.tax``
     (rounded once per bill and rate); only figures that differ are written. A bill credits
-    bring to nothing is ``paid`` as it is issued: nothing is owed. Returns those bills."""
+    bring to nothing is ``paid`` as it is issued: nothing is owed. Returns those bills.
+
+    A bill this batch wrote (``written``: id → the total it was written with) holds exactly
+    the items it ``added``; an earlier close's bill is read back from the database."""
     dialect = connections.get("default").capabilities.dialect
-    rows = await _execute(
-        f"""SELECT x.invoice_id, x.tax_rate, SUM(x.amount) AS amount FROM invoice_items x
-        WHERE {_one_of(dialect, "x.invoice_id", "invoices")} GROUP BY x.invoice_id, x.tax_rate""",
-        {"invoices": invoices},
-    )
-    held = await _execute(
-        f"SELECT id, total, status FROM invoices WHERE {_one_of(dialect, 'id', 'invoices')}", {"invoices": invoices}
-    )
+    sums: dict[tuple[str, Decimal], int] = {}
+    held = [(invoice_id, total, "open") for invoice_id, total in written.items()]
+    for row in added:
+        if row["invoice_id"] in written:
+            key = (str(row["invoice_id"]), Decimal(str(row["tax_rate"])))
+            sums[key] = sums.get(key, 0) + int(row["amount"])
+    earlier = sorted({str(row["invoice_id"]) for row in added} - written.keys())
+    if earlier:
+        for row in await _execute(
+            f"""SELECT x.invoice_id, x.tax_rate, SUM(x.amount) AS amount FROM invoice_items x
+            WHERE {_one_of(dialect, "x.invoice_id", "earlier")} GROUP BY x.invoice_id, x.tax_rate""",
+            {"earlier": earlier},
+        ):
+            sums[(str(row["invoice_id"]), Decimal(str(row["tax_rate"])))] = int(row["amount"])
+        held += [
+            (str(row["id"]), int(row["total"]), str(row["status"]))
+            for row in await _execute(
+                f"SELECT id, total, status FROM invoices WHERE {_one_of(dialect, 'id', 'earlier')}",
+                {"earlier": earlier},
+            )
+        ]
     totals: dict[str, int] = {}
-    taxes: list[tuple[str, Decimal, int, int]] = []
-    for row in rows:
-        rate, amount = Decimal(str(row["tax_rate"])), int(row["amount"])
-        totals[row["invoice_id"]] = totals.get(row["invoice_id"], 0) + amount
-        taxes.append((str(row["invoice_id"]), rate, amount, tax_included(amount, rate)))
-    settling = {invoice["id"] for invoice in held if invoice["status"] == "open" and totals[invoice["id"]] <= 0}
+    for (invoice_id, _), amount in sums.items():
+        totals[invoice_id] = totals.get(invoice_id, 0) + amount
+    settling = {invoice_id for invoice_id, _, status in held if status == "open" and totals.get(invoice_id, 0) <= 0}
     changed = [
-        (invoice["id"], totals[invoice["id"]], "paid" if invoice["id"] in settling else invoice["status"])
-        for invoice in held
-        if int(invoice["total"]) != totals[invoice["id"]] or invoice["id"] in settling
+        (invoice_id, totals.get(invoice_id, 0), "paid" if invoice_id in settling else status)
+        for invoice_id, total, status in held
+        if total != totals.get(invoice_id, 0) or invoice_id in settling
     ]
     if changed:
         table, values = _table(dialect, [("id", "varchar"), ("total", "bigint"), ("status", "varchar")], changed)
         await _execute(
             f"UPDATE invoices SET total = v.total, status = v.status FROM {table} WHERE invoices.id = v.id", values
         )
+    taxes = [(invoice_id, rate, amount, tax_included(amount, rate)) for (invoice_id, rate), amount in sums.items()]
     table, values = _table(
         dialect, [("invoice_id", "varchar"), ("rate", "numeric"), ("taxable_total", "bigint"), ("tax", "bigint")], taxes
     )
@@ -407,14 +438,14 @@ def _charge_json(dialect: str) -> str:
         ("period", "c.period"),
         (
             "created",
-            "FLOOR(EXTRACT(EPOCH FROM c.created_at))::bigint"
+            "FLOOR(date_part('epoch', c.created_at))::bigint"
             if dialect == "postgres"
             else "CAST(strftime('%s', c.created_at) AS INTEGER)",
         ),
     ]
     pairs = ", ".join(f"'{name}', {expression}" for name, expression in fields)
     if dialect == "postgres":
-        return f"json_build_object('object', json_build_object({pairs}))::jsonb"
+        return f"jsonb_build_object('object', jsonb_build_object({pairs}))"
     return f"json_object('object', json_object({pairs}))"
 
 

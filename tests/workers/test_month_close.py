@@ -4,6 +4,7 @@ invoice; closing twice or redelivering a batch changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -213,6 +214,39 @@ async def test_batches_fan_out_and_add_up(
     await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
     run = await close(ops, settings, "2030-11")
     assert (run["batches_total"], run["batches_done"], run["invoices"], run["total_billed"]) == (2, 2, 3, 9515)
+
+
+async def test_two_batches_of_a_run_merged_at_once_both_finish(
+    settings: Settings, november: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two billing workers on two batches of one run: each batch's invoices hold a key-share lock
+    on the run row, so ending both at once must not deadlock; the run adds up as one at a time."""
+    monkeypatch.setattr(queues, "_worker_settings", settings.replace(billing_batch_lines=2))
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    run = await billing.start_close("2030-11")
+    await billing.close_period.fn.__wrapped__(run.id)
+    batches = await BillingBatch.filter(run_id=run.id)
+    assert len(batches) == 2
+    await asyncio.gather(*(billing.merge_invoices.fn.__wrapped__(batch.id) for batch in batches))
+    done = await BillingRun.get(id=run.id)
+    assert (done.status, done.batches_done, done.invoices, done.total_billed) == ("succeeded", 2, 3, 9515)
+
+
+async def test_a_refund_made_after_the_close_survives_a_second_close_of_the_month(
+    client, ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """November closed, a November charge refunded, November closed again: the refund is still
+    owed to the line, and December's bill credits it."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    shop: Shop = november["shop"]
+    refunded = november["a_charges"][0]
+    assert (await client.post("/v1/refunds", headers=shop.auth, json={"charge": refunded})).status == 201
+    await close(ops, settings, "2030-11")
+    await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-12")
+    december = await invoice_of(ops, LINE_A, "2030-12")
+    assert [(i["kind"], i["amount"]) for i in december["items"]] == [("base_fee", 5500), ("credit", -105)]
 
 
 async def test_a_refund_after_the_close_is_credited_next_month(

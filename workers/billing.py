@@ -319,12 +319,12 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         RETURNING invoice_id, kind, merchant_id, charge_id, refund_id, amount, tax_rate""",
         params,
     )
+    charges = [str(row["charge_id"]) for row in added if row["kind"] == "charge"]
+    credited = {str(row["refund_id"]) for row in added if row["kind"] == "credit"}
+    await _mark_credited(params, billed=set(charges), credited=credited)
     if not added:
         return await _summary(params, charges=0)
-    charges = [str(row["charge_id"]) for row in added if row["kind"] == "charge"]
-    credited = [str(row["refund_id"]) for row in added if row["kind"] == "credit"]
     ids = {**params, "charges": charges}
-    await _mark_credited(params, billed=set(charges), credited=set(credited))
     await _bill_charges(ids)
     settled = await _settle_totals(added, written)
     await settle_by_credits(settled, now=params["now"])
@@ -345,14 +345,22 @@ async def _summary(params: dict[str, Any], *, charges: int) -> dict[str, int]:
 
 
 async def _mark_credited(params: dict[str, Any], *, billed: set[str], credited: set[str]) -> None:
-    """Refunds now on a bill are ``credited``: those credited on it, and those netted from a
-    charge this close billed. The batch's lines have few refunds waiting; each is marked by id."""
+    """Refunds now accounted for are ``credited``: those credited on a bill, those netted from a
+    charge this close billed, and those of a charge of the period refunded in full before it was
+    ever billed (nothing is left to bill or to give back). So the refunds waiting stay few; each
+    is marked by id."""
     waiting = await _execute(
-        """SELECT r.id, r.charge_id FROM refunds r JOIN charges c ON c.id = r.charge_id
+        """SELECT r.id, r.charge_id, c.period = %(period)s AND c.status = 'succeeded'
+                  AND c.billing_status = 'unbilled' AND c.refunded_amount >= c.amount AS refunded_before
+        FROM refunds r JOIN charges c ON c.id = r.charge_id
         WHERE r.credited = %(no)s AND c.line_id BETWEEN %(first)s AND %(last)s""",
         params,
     )
-    done = [str(row["id"]) for row in waiting if row["id"] in credited or row["charge_id"] in billed]
+    done = [
+        str(row["id"])
+        for row in waiting
+        if row["id"] in credited or row["charge_id"] in billed or row["refunded_before"]
+    ]
     if done:
         dialect = connections.get("default").capabilities.dialect
         await _execute(

@@ -15,7 +15,7 @@ import queues
 from billing.zengin_records import read_transfer_file
 from conftest import OpsClient
 from models.auditing import run_audit
-from models.charges import Charge
+from models.charges import Charge, Refund
 from models.clock import clock
 from models.events import Event
 from models.invoices import BillingBatch, BillingRun, Invoice, InvoiceItem
@@ -247,6 +247,30 @@ async def test_a_refund_made_after_the_close_survives_a_second_close_of_the_mont
     await close(ops, settings, "2030-12")
     december = await invoice_of(ops, LINE_A, "2030-12")
     assert [(i["kind"], i["amount"]) for i in december["items"]] == [("base_fee", 5500), ("credit", -105)]
+
+
+async def test_a_charge_refunded_in_full_before_the_close_is_not_billed_and_its_refund_is_settled(
+    client, ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """A November charge refunded in full in November is on no bill, and its refund is marked
+    accounted for at the close (so it is neither credited later nor waited on by every close)."""
+    shop: Shop = november["shop"]
+    refunded = november["a_charges"][0]
+    assert (await client.post("/v1/refunds", headers=shop.auth, json={"charge": refunded})).status == 201
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-11")
+    november_a = await invoice_of(ops, LINE_A, "2030-11")
+    assert [(i["kind"], i["amount"]) for i in november_a["items"]] == [
+        ("base_fee", 5500),
+        ("charge", 105),
+        ("charge", 105),
+    ]
+    assert (await Refund.get(charge_id=refunded)).credited
+    assert (await Charge.get(id=refunded)).billing_status == "unbilled"
+    await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
+    await close(ops, settings, "2030-12")
+    assert [i["kind"] for i in (await invoice_of(ops, LINE_A, "2030-12"))["items"]] == ["base_fee"]
+    assert [check.name for check in await run_audit() if not check.ok] == []
 
 
 async def test_a_refund_after_the_close_is_credited_next_month(

@@ -218,13 +218,14 @@ async def batch_failed(message: dict[str, Any], retries: dict[str, Any]) -> None
     ``failed``, with the error, so the run stops reading ``running``. Nothing of the batch was
     written (it is one transaction); closing the period again adds only what is missing."""
     batch_id = message["args"][0]
-    error = (message.get("options", {}).get("traceback") or "").strip().splitlines()[-1:] or ["unknown error"]
+    traceback = (message.get("options", {}).get("traceback") or "").strip().splitlines()
+    error = traceback[-1][:500] if traceback else "unknown error"
     now = await clock.now()
     async with in_transaction():
         batch = await BillingBatch.select_for_update().get_or_none(id=batch_id)
         if batch is None or batch.done_at is not None or batch.failed_at is not None:
             return
-        batch.failed_at, batch.error = now, error[0][:500]
+        batch.failed_at, batch.error = now, error
         await batch.save(update_fields=["failed_at", "error"])
         run = await BillingRun.select_for_update(no_key=True).get(id=batch.run_id)
         if run.status == "running":
@@ -323,26 +324,15 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
     charges = [str(row["charge_id"]) for row in added if row["kind"] == "charge"]
     credited = {str(row["refund_id"]) for row in added if row["kind"] == "credit"}
     await _mark_credited(params, billed=set(charges), credited=credited)
-    if not added:
-        return await _summary(params, charges=0)
-    ids = {**params, "charges": charges}
-    await _bill_charges(ids)
-    settled = await _settle_totals(added, written)
-    await settle_by_credits(settled, now=params["now"])
-    await _post_billed(params, added, reference=f"{run.id}:{first}")
-    await _fan_out_billed(ids["now"], added)
-    return await _summary(params, charges=len(charges))
-
-
-async def _summary(params: dict[str, Any], *, charges: int) -> dict[str, int]:
-    """What this run has billed in the batch's range."""
-    mine = await _execute(
-        """SELECT COUNT(*) AS invoices, COALESCE(SUM(total), 0) AS total FROM invoices
-        WHERE line_id BETWEEN %(first)s AND %(last)s AND period = %(period)s AND billing_run_id = %(run)s""",
-        params,
-    )
-    invoices = int(mine[0]["invoices"])
-    return {"lines": invoices, "invoices": invoices, "total": int(mine[0]["total"]), "charges": charges}
+    if added:
+        await _bill_charges({**params, "charges": charges})
+        settled = await _settle_totals(added, written)
+        await settle_by_credits(settled, now=params["now"])
+        await _post_billed(params, added, reference=f"{run.id}:{first}")
+        await _fan_out_billed(params["now"], added)
+    # What this run billed in the batch's range: the bills it wrote, which hold exactly the items it added.
+    total = sum(int(row["amount"]) for row in added if row["invoice_id"] in written)
+    return {"lines": len(written), "invoices": len(written), "total": total, "charges": len(charges)}
 
 
 async def _mark_credited(params: dict[str, Any], *, billed: set[str], credited: set[str]) -> None:

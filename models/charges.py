@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields
 from tortoise.models import Model
 
+from billing.states import BillingStatus, ChargeStatus
 from models.base import State, id_factory
 
 if TYPE_CHECKING:
@@ -33,25 +34,6 @@ __all__ = [
     "LineUsage",
     "Refund",
 ]
-
-
-class ChargeStatus(State):
-    """The purchase's lifecycle (product.md §3)."""
-
-    REQUIRES_CONFIRMATION = "requires_confirmation"
-    PROCESSING = "processing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-
-class BillingStatus(State):
-    """Where a succeeded charge is on its way to the merchant's payout."""
-
-    UNBILLED = "unbilled"
-    BILLED = "billed"
-    COLLECTED = "collected"
-    UNCOLLECTIBLE = "uncollectible"
 
 
 class FailureCode(State):

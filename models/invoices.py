@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from tortoise import fields
 from tortoise.models import Model
 
+from billing.states import InvoiceStatus, RunStatus
 from models.base import State, id_factory
 
 if TYPE_CHECKING:
@@ -31,16 +32,6 @@ __all__ = [
 ]
 
 
-class InvoiceStatus(State):
-    """Where the line's bill stands with the carrier's collection."""
-
-    OPEN = "open"
-    PAID = "paid"
-    PARTIALLY_PAID = "partially_paid"
-    OVERDUE = "overdue"
-    UNCOLLECTIBLE = "uncollectible"
-
-
 class ItemKind(State):
     """The line's own fee heads the bill; then the charges; then credits for refunds."""
 
@@ -54,7 +45,7 @@ class BillingRun(Model):
 
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("run"))
     period = fields.CharField(max_length=7)
-    status = fields.CharField(max_length=16, default="running")
+    status = fields.CharField(max_length=16, default=RunStatus.RUNNING.value)
     batches_total = fields.IntField(default=0)
     batches_done = fields.IntField(default=0)
     lines = fields.IntField(default=0)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields
 from tortoise.models import Model
 
-from models.base import State, id_factory
+from billing.states import SubscriptionStatus
+from models.base import id_factory
 
 if TYPE_CHECKING:
     from models.accounts import SubscriberAccount
@@ -20,16 +21,6 @@ if TYPE_CHECKING:
     from models.merchants import Merchant
 
 __all__ = ["Subscription", "SubscriptionStatus"]
-
-
-class SubscriptionStatus(State):
-    """A ``past_due`` subscription is canceled when its month ends."""
-
-    REQUIRES_CONFIRMATION = "requires_confirmation"
-    ACTIVE = "active"
-    PAST_DUE = "past_due"
-    CANCELED = "canceled"
-    FAILED = "failed"
 
 
 class Subscription(Model):

@@ -33,8 +33,10 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from tortoise import connections
 from tortoise.context import TortoiseContext
 from tortoise.context import _current_context as _current_tortoise_context
+from tortoise.exceptions import DoesNotExist, MultipleObjectsReturned
 from tortoise.transactions import in_transaction
 
+from billing.errors import MatometeError
 from models.clock import Clock, clock
 from models.outbox import OutboxMessage
 from settings import Settings, ensure_local_secrets, load_settings, read_broker_url
@@ -43,6 +45,7 @@ from settings.logging import configure_logging
 
 __all__ = [
     "ACTOR_OPTIONS",
+    "PERMANENT_ERRORS",
     "QUEUES",
     "MemoryPublisher",
     "PublishError",
@@ -57,6 +60,10 @@ QUEUES = ("auth", "charges", "billing", "payouts", "webhooks")
 # Retries back off at most 10 minutes: a delayed message waits unacknowledged in the worker,
 # and RabbitMQ redelivers one held past its 30-minute consumer timeout.
 ACTOR_OPTIONS: dict[str, Any] = {"max_retries": 20, "min_backoff": 1_000, "max_backoff": 600_000}
+# Errors no retry can mend: a broken rule (an unknown id, an object in the wrong state) and a row
+# that does not exist (the outbox sends a message only after its rows commit). Every actor passes
+# these as ``throws=``; anything else (a lost connection, a deadlock) is retried with backoff.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (MatometeError, DoesNotExist, MultipleObjectsReturned)
 RELAY_BATCH = 500
 log = structlog.get_logger("matomete.queues")
 

@@ -155,8 +155,8 @@ async def _show(run: object) -> None:
 async def _zengin_file(settings: Settings, period: str) -> bytes | None:
     """The Zengin 総合振込 file of ``period``'s payouts; None (and why, on stderr) if there is none."""
     from billing.errors import MatometeError
+    from models.operations.payouts import transfer_file_for
     from settings.database import connected
-    from workers.payouts import transfer_file_for
 
     async with connected(settings):
         try:
@@ -209,7 +209,7 @@ async def _apply_debits(settings: Settings, results: list[Any]) -> int:
 
     from billing.errors import MatometeError
     from models.clock import clock
-    from models.collecting import import_debit_results
+    from models.operations.collections import import_debit_results
     from settings.database import connected
 
     async with connected(settings):

@@ -16,10 +16,12 @@ from api.http import json_response
 from api.keys import REQUEST_ID
 from billing.errors import MatometeError, NotFound
 
-__all__ = ["error_middleware", "request_id_middleware"]
+__all__ = ["error_middleware", "loggable_path", "request_id_middleware"]
 
 log = structlog.get_logger("matomete.http")
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# A confirmation URL's token is a bearer secret: whoever holds it may answer the purchase.
+BEARER_PATH = re.compile(r"^(/confirm/)[^/]+")
 JSON_PREFIXES = ("/v1", "/ops/v1", "/readyz", "/healthz")
 
 
@@ -46,11 +48,16 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         log.info(
             "request",
             method=request.method,
-            path=request.path,
+            path=loggable_path(request.path),
             status=status,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         structlog.contextvars.unbind_contextvars("request_id")
+
+
+def loggable_path(path: str) -> str:
+    """``path`` with any bearer secret in it (a confirmation token) masked, for the logs."""
+    return BEARER_PATH.sub(r"\1***", path)
 
 
 def _wants_json(request: web.Request) -> bool:
@@ -73,7 +80,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         body = {"error": {"type": "invalid_request_error", "code": code, "message": exc.reason, "param": None}}
         return json_response(body, status=exc.status)
     except Exception:
-        log.exception("unhandled_error", path=request.path)
+        log.exception("unhandled_error", path=loggable_path(request.path))
         body = {
             "error": {
                 "type": "api_error",

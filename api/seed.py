@@ -13,11 +13,11 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from api.ops.merchants import issue_api_key
 from models.accounts import DEFAULT_ACCOUNT_LIMIT, AccountStatus, SubscriberAccount
 from models.clock import clock
 from models.lines import Line, LineSession, LineType
 from models.merchants import BankAccount, FeePlan, Merchant
+from models.operations.merchants import issue_api_key
 from models.passwords import generate_password, hash_password
 from settings import Settings
 

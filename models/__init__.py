@@ -12,5 +12,5 @@ MODEL_MODULES = [
     "models.ledger",
     "models.events",
     "models.outbox",
-    "models.audit",
+    "models.audit_log",
 ]

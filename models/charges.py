@@ -8,13 +8,12 @@ most one per subscription and month (``renewal_period``).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
 
-from billing.states import BillingStatus, ChargeStatus
+from billing.states import BillingStatus, ChargeStatus, advance
 from models.base import State, id_factory
 
 if TYPE_CHECKING:
@@ -105,22 +104,11 @@ class Charge(Model):
             ("line_id", "period"),
         )
 
-    async def cancel(self, *, now: datetime) -> None:
-        """Nothing is bought (the merchant canceled, the subscriber declined, the subscription
-        ended first); call it with the row locked, in the transaction of the change."""
-        await self._end(ChargeStatus.CANCELED, None, now, "charge.canceled")
-
-    async def expire(self, *, now: datetime) -> None:
-        """Not confirmed within 30 minutes: failed with ``expired``."""
-        await self._end(ChargeStatus.FAILED, FailureCode.EXPIRED, now, "charge.failed")
-
-    async def _end(self, status: ChargeStatus, code: FailureCode | None, now: datetime, event_type: str) -> None:
-        from models.events import Event  # events fan out to webhooks; keep this module light
-
-        self.status, self.decided_at = status, now
-        self.failure_code = code  # type: ignore[assignment]  # Tortoise types nullable enums as non-null
-        await self.save(update_fields=["status", "failure_code", "decided_at"])
-        await Event.record(event_type, merchant_id=self.merchant_id, obj=self.to_api())
+    def move_to(self, target: ChargeStatus, *, failure_code: FailureCode | None = None) -> None:
+        """Change the status through the state machine (``IllegalTransition`` otherwise); the
+        failure code goes with it (None unless failed)."""
+        self.status = advance(self.status, target)
+        self.failure_code = failure_code  # type: ignore[assignment]  # Tortoise types nullable enums as non-null
 
     def to_api(self) -> dict[str, Any]:
         """The charge object of the merchant API (and of its events)."""

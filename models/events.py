@@ -8,7 +8,6 @@ worker; so a change, its event and its webhooks commit or vanish together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +16,12 @@ from tortoise.models import Model
 
 from models.base import id_factory
 from models.clock import clock
-from models.outbox import send, send_many
+from models.outbox import DELIVER_WEBHOOK, ActorRef, send, send_many
 
 if TYPE_CHECKING:
     from models.merchants import Merchant
 
-__all__ = ["EVENT_TYPES", "DeliveryAttempt", "Event", "WebhookDelivery", "WebhookEndpoint"]
+__all__ = ["EVENT_TYPES", "ActorRef", "DeliveryAttempt", "Event", "WebhookDelivery", "WebhookEndpoint"]
 
 EVENT_TYPES = (
     "charge.succeeded",
@@ -43,17 +42,6 @@ EVENT_TYPES = (
 # A delivery handed to the worker is not handed again before this has passed; if the worker
 # died meanwhile, the scheduler finds the delivery due again and retries it.
 DELIVERY_LEASE = timedelta(minutes=2)
-
-
-@dataclass(frozen=True)
-class ActorRef:
-    """Names an actor without importing the worker (models must not import workers)."""
-
-    queue_name: str
-    actor_name: str
-
-
-DELIVER_WEBHOOK = ActorRef("webhooks", "deliver_webhook")
 
 
 class Event(Model):
@@ -160,6 +148,21 @@ class WebhookEndpoint(Model):
     def wants(self, event_type: str) -> bool:
         """True when this endpoint subscribed to ``event_type`` (or to ``*``)."""
         return "*" in self.events or event_type in self.events
+
+    def to_api(self, *, secret: str | None = None) -> dict[str, Any]:
+        """The webhook endpoint object of the merchant API; the secret only when just made."""
+        view: dict[str, Any] = {
+            "id": self.id,
+            "object": "webhook_endpoint",
+            "url": self.url,
+            "events": self.events,
+            "enabled": self.enabled,
+            "disabled_reason": self.disabled_reason,
+            "created": int(self.created_at.timestamp()),
+        }
+        if secret is not None:
+            view["secret"] = secret
+        return view
 
 
 class WebhookDelivery(Model):

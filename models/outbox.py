@@ -7,6 +7,7 @@ harmless. The row's id is the Dramatiq message id, so a republished message keep
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tortoise import fields
@@ -14,7 +15,17 @@ from tortoise.models import Model
 
 from models.clock import Clock
 
-__all__ = ["OutboxMessage", "send", "send_many"]
+__all__ = [
+    "CANCEL_LINE_SUBSCRIPTIONS",
+    "DELIVER_WEBHOOK",
+    "GENERATE_PAYOUTS",
+    "RENEW_SUBSCRIPTION",
+    "VERIFY_PURCHASE",
+    "ActorRef",
+    "OutboxMessage",
+    "send",
+    "send_many",
+]
 
 
 class _Actor(Protocol):
@@ -23,6 +34,22 @@ class _Actor(Protocol):
 
     @property
     def queue_name(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ActorRef:
+    """Names an actor without importing the worker: operations write messages for actors they
+    never import (a test holds each name to a declared actor on the same queue)."""
+
+    queue_name: str
+    actor_name: str
+
+
+VERIFY_PURCHASE = ActorRef("auth", "verify_purchase")
+RENEW_SUBSCRIPTION = ActorRef("charges", "renew_subscription")
+CANCEL_LINE_SUBSCRIPTIONS = ActorRef("charges", "cancel_line_subscriptions")
+GENERATE_PAYOUTS = ActorRef("payouts", "generate_payouts")
+DELIVER_WEBHOOK = ActorRef("webhooks", "deliver_webhook")
 
 
 class OutboxMessage(Model):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields
 from tortoise.models import Model
 
-from billing.states import SubscriptionStatus
+from billing.states import SubscriptionStatus, advance
 from models.base import id_factory
 
 if TYPE_CHECKING:
@@ -58,16 +58,9 @@ class Subscription(Model):
         table = "subscriptions"
         indexes = (("merchant_id", "created_at"), ("status", "current_period"), ("line_id", "status"))
 
-    async def cancel(self, *, now: datetime, reason: str) -> None:
-        """Stop further renewals (the current month is not refunded) and tell the merchant;
-        call it with the row locked, inside the transaction of the change."""
-        from models.events import Event  # events fan out to webhooks; keep this module light
-
-        self.status = SubscriptionStatus.CANCELED
-        self.canceled_at = now
-        self.cancel_reason = reason
-        await self.save(update_fields=["status", "canceled_at", "cancel_reason"])
-        await Event.record("subscription.canceled", merchant_id=self.merchant_id, obj=self.to_api())
+    def move_to(self, target: SubscriptionStatus) -> None:
+        """Change the status through the state machine (``IllegalTransition`` otherwise)."""
+        self.status = advance(self.status, target)
 
     def to_api(self) -> dict[str, Any]:
         """The subscription object of the merchant API (and of its events)."""

@@ -38,3 +38,17 @@ async def test_request_lines_carry_the_request_id_and_no_token(
     assert any(e["request_id"] == "trace-0123456789" and e["path"] == "/healthz" for e in requests)
     assert all(e["request_id"] for e in requests)
     assert OPS_TOKEN not in output
+
+
+async def test_confirmation_tokens_are_masked_in_request_lines(
+    json_logs: None, ops, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A confirmation URL's token is a bearer secret: the request line logs /confirm/*** instead."""
+    token = "tok_" + "x" * 28
+    for suffix in ("", "/wait", "/status"):
+        await ops.client.get(f"/confirm/{token}{suffix}")
+    output = capsys.readouterr().out
+    requests = [json.loads(text) for text in output.splitlines() if text.startswith('{"')]
+    paths = [entry["path"] for entry in requests if entry.get("event") == "request"]
+    assert paths[-3:] == ["/confirm/***", "/confirm/***/wait", "/confirm/***/status"]
+    assert token not in output

@@ -41,10 +41,10 @@ from billing.periods import (
 )
 from billing.tax import rate_on, tax_included
 from models.clock import clock
-from models.collecting import mark_overdue, settle_by_credits, write_off
 from models.events import Event, WebhookEndpoint
 from models.invoices import BillingBatch, BillingRun
 from models.ledger import JournalEntry
+from models.operations.collections import mark_overdue, settle_by_credits, write_off
 from models.outbox import send
 from queues import ACTOR_OPTIONS, worker_settings
 

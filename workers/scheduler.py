@@ -19,8 +19,9 @@ import structlog
 
 from models.clock import Clock, clock
 from models.merchants import IdempotencyKey
+from models.operations import collections, payouts, purchases, webhooks
 from models.outbox import OutboxMessage
-from workers import billing, charges, payouts, webhooks
+from workers import billing
 
 __all__ = ["JOBS", "Job", "run_due_jobs", "run_scheduler"]
 
@@ -49,13 +50,13 @@ async def prune_idempotency_keys(now: datetime) -> int:
 
 
 JOBS: list[Job] = [
-    Job("expire_unconfirmed_charges", charges.expire_unconfirmed_charges),
-    Job("create_due_renewals", charges.create_due_renewals),
-    Job("cancel_overdue_subscriptions", charges.cancel_overdue_subscriptions),
+    Job("expire_unconfirmed_charges", purchases.expire_unconfirmed),
+    Job("create_due_renewals", purchases.create_due_renewals),
+    Job("cancel_overdue_subscriptions", purchases.cancel_overdue_subscriptions),
     Job("enqueue_due_deliveries", webhooks.enqueue_due_deliveries),
     Job("close_due_periods", billing.close_due_periods),
-    Job("mark_overdue_invoices", billing.mark_overdue_invoices),
-    Job("write_off_invoices", billing.write_off_invoices),
+    Job("mark_overdue_invoices", collections.mark_overdue),
+    Job("write_off_invoices", collections.write_off),
     Job("generate_due_payouts", payouts.generate_due_payouts),
     Job("prune_outbox", prune_outbox),
     Job("prune_idempotency_keys", prune_idempotency_keys),

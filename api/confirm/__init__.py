@@ -16,18 +16,16 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
-from tortoise.transactions import in_transaction
 
 from api.http import json_response
 from api.keys import SETTINGS
-from billing.periods import period_of
 from billing.signing import return_redirect
-from models.charges import Charge, ChargeStatus, ConfirmationAttempt
-from models.clock import clock
+from billing.states import ChargeStatus, SubscriptionStatus
+from models.charges import Charge
 from models.merchants import Merchant
-from models.outbox import send
+from models.operations import purchases
 from models.passwords import seal_password
-from models.subscriptions import Subscription, SubscriptionStatus
+from models.subscriptions import Subscription
 from settings import Settings
 
 __all__ = ["client_address", "routes"]
@@ -190,68 +188,16 @@ async def answer_confirmation(request: web.Request) -> web.StreamResponse:
             request, purchase, status=400, login_id=login_id, error="お客様IDとパスワードを入力してください。"
         )
     settings: Settings = request.app[SETTINGS]
-    async with in_transaction():
-        target = await type(purchase.target).select_for_update().get(id=purchase.target.id)
-        now = await clock.now()
-        if target.status != "requires_confirmation":
-            pass  # answered already (a second click, another tab): show where it stands
-        elif target.expires_at is not None and target.expires_at <= now:
-            await _expire(target, now)
-        elif action == "decline":
-            await _decline(target, now)
-        else:
-            await _hand_to_auth_worker(
-                target, login_id, seal_password(password, settings.secret_key), client_address(request, settings), now
-            )
+    await purchases.answer_confirmation(
+        purchase.target,
+        action=str(action),
+        login_id=login_id,
+        sealed_password=seal_password(password, settings.secret_key) if action == "confirm" else "",
+        client_address=client_address(request, settings),
+    )
     purchase = await _purchase(request.match_info["token"])
     finished = await _finished(request, purchase)
     return finished or see_other(f"{request.path.rstrip('/')}/wait")
-
-
-async def _expire(target: Charge | Subscription, now: Any) -> None:
-    if isinstance(target, Charge):
-        await target.expire(now=now)
-    else:
-        target.status = SubscriptionStatus.FAILED
-        await target.save(update_fields=["status"])
-
-
-async def _decline(target: Charge | Subscription, now: Any) -> None:
-    if isinstance(target, Charge):
-        await target.cancel(now=now)
-    else:
-        await target.cancel(now=now, reason="declined")
-
-
-async def _hand_to_auth_worker(
-    target: Charge | Subscription, login_id: str, sealed: str, address: str, now: Any
-) -> None:
-    from workers.auth import verify_purchase
-
-    if isinstance(target, Charge):
-        charge = target
-        charge.status = ChargeStatus.PROCESSING
-        charge.client_address = address
-        await charge.save(update_fields=["status", "client_address"])
-    else:
-        if await Charge.exists(subscription_id=target.id):
-            return  # the first month is being decided already
-        charge = await Charge.create(
-            merchant_id=target.merchant_id,
-            subscription=target,
-            renewal_period=period_of(now),
-            amount=target.amount,
-            description=target.description,
-            merchant_reference=target.merchant_reference,
-            metadata=target.metadata,
-            status=ChargeStatus.PROCESSING,
-            client_address=address,
-            created_at=now,
-        )
-    attempt = await ConfirmationAttempt.create(
-        charge=charge, login_id=login_id[:64], sealed_password=sealed, client_address=address, created_at=now
-    )
-    await send(verify_purchase, attempt.id)
 
 
 @routes.get("/confirm/{token}/wait")

@@ -5,8 +5,6 @@ Every request carries ``Authorization: Bearer <API key>``; a merchant sees only 
 
 from __future__ import annotations
 
-import hashlib
-
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -15,7 +13,7 @@ from api.merchant import charges, docs, events, payouts, refunds, subscriptions,
 from api.merchant.idempotency import idempotency_middleware
 from api.merchant.table import MERCHANT, merchant_routes
 from billing.errors import AuthenticationFailed
-from models.merchants import ApiKey
+from models.operations.merchants import api_key_record
 from settings import Settings
 
 __all__ = ["merchant_app"]
@@ -32,7 +30,7 @@ async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResp
     scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not offered:
         raise AuthenticationFailed("An API key is required: Authorization: Bearer sk_live_...", code="missing_api_key")
-    record = await ApiKey.filter(key_hash=hashlib.sha256(offered.encode()).hexdigest(), revoked_at=None).first()
+    record = await api_key_record(offered)
     if record is None:
         raise AuthenticationFailed("This API key is not valid, or has been revoked.", code="invalid_api_key")
     request[MERCHANT] = await record.merchant

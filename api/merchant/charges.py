@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
-from datetime import timedelta
-from typing import Any
-
 from aiohttp import web
 from pydantic import BaseModel
-from tortoise.transactions import in_transaction
 
 from api.http import Body, json_response
 from api.keys import SETTINGS
 from api.merchant.fields import Amount, Description, Metadata, Reference, ReturnUrl
 from api.merchant.lists import page
-from api.merchant.table import merchant_of, merchant_routes, owned, with_status
-from billing.errors import Conflict, InvalidRequest
-from models.charges import Charge, ChargeStatus
-from models.clock import clock
-from models.merchants import Merchant
+from api.merchant.table import acting_merchant, merchant_of, merchant_routes, owned, with_status
+from billing.states import ChargeStatus
+from models.charges import Charge
+from models.operations import charges
+from models.operations.charges import PurchaseRequest
 
-__all__ = ["CONFIRMATION_WINDOW", "PurchaseCreate", "awaiting_confirmation", "check_amount", "confirmation_token"]
+__all__ = ["PurchaseCreate", "purchase_of"]
 
-CONFIRMATION_WINDOW = timedelta(minutes=30)
 STATUSES = frozenset(status.value for status in ChargeStatus)
 
 
@@ -61,39 +55,15 @@ class ChargeOut(BaseModel):
     created: int
 
 
-def check_amount(merchant: Merchant, amount: int) -> None:
-    """The merchant's own per-charge maximum (default 50,000 yen)."""
-    if amount > merchant.max_charge_amount:
-        raise InvalidRequest(
-            f"amount is above this merchant's maximum of {merchant.max_charge_amount} yen.",
-            param="amount",
-            code="amount_too_large",
-        )
-
-
-def confirmation_token() -> str:
-    """The unguessable part of a confirmation URL."""
-    return secrets.token_urlsafe(24)
-
-
-async def awaiting_confirmation(request: web.Request, body: PurchaseCreate) -> dict[str, Any]:
-    """The fields of a new charge or subscription waiting for the subscriber's answer."""
-    merchant = merchant_of(request)
-    check_amount(merchant, body.amount)
-    now = await clock.now()
-    token = confirmation_token()
-    return {
-        "merchant": merchant,
-        "amount": body.amount,
-        "description": body.description,
-        "return_url": body.return_url,
-        "merchant_reference": body.merchant_reference,
-        "metadata": body.metadata or {},
-        "confirmation_token": token,
-        "confirmation_url": f"{request.app[SETTINGS].base_url}/confirm/{token}",
-        "created_at": now,
-        "expires_at": now + CONFIRMATION_WINDOW,
-    }
+def purchase_of(body: PurchaseCreate) -> PurchaseRequest:
+    """The operation's request from the API body."""
+    return PurchaseRequest(
+        amount=body.amount,
+        description=body.description,
+        return_url=body.return_url,
+        merchant_reference=body.merchant_reference,
+        metadata=body.metadata or {},
+    )
 
 
 @merchant_routes.route(
@@ -107,7 +77,9 @@ async def awaiting_confirmation(request: web.Request, body: PurchaseCreate) -> d
 )
 async def create_charge(request: web.Request, body: ChargeCreate) -> web.Response:
     """A charge in ``requires_confirmation``; send the subscriber to its ``confirmation_url``."""
-    charge = await Charge.create(**await awaiting_confirmation(request, body))
+    charge = await charges.create_charge(
+        merchant_of(request), purchase_of(body), base_url=request.app[SETTINGS].base_url
+    )
     return json_response(charge.to_api(), status=201)
 
 
@@ -133,9 +105,7 @@ async def list_charges(request: web.Request) -> web.Response:
 )
 async def cancel_charge(request: web.Request) -> web.Response:
     """Only a charge still waiting for the subscriber can be canceled."""
-    async with in_transaction():
-        charge = await owned(request, Charge, "charge", lock=True)
-        if charge.status != ChargeStatus.REQUIRES_CONFIRMATION:
-            raise Conflict(f"A {charge.status.value} charge cannot be canceled.", code="charge_not_cancelable")
-        await charge.cancel(now=await clock.now())
+    charge = await charges.cancel_charge(
+        merchant_of(request).id, request.match_info["id"], actor=acting_merchant(request)
+    )
     return json_response(charge.to_api())

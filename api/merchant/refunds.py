@@ -6,16 +6,14 @@ from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from tortoise.transactions import in_transaction
 
 from api.http import Body, json_response
 from api.merchant.fields import Amount
 from api.merchant.lists import page
-from api.merchant.table import merchant_of, merchant_routes, not_found
-from billing.errors import Conflict, InvalidRequest
-from models.charges import Charge, ChargeStatus, Refund
-from models.clock import clock
-from models.events import Event
+from api.merchant.table import acting_merchant, merchant_of, merchant_routes
+from billing.errors import NotFound
+from models.charges import Refund
+from models.operations import charges
 
 __all__ = ["refund_view"]
 
@@ -65,27 +63,9 @@ def refund_view(refund: Refund) -> dict[str, Any]:
 async def create_refund(request: web.Request, body: RefundCreate) -> web.Response:
     """A refund of an unbilled charge lowers what is billed; of a billed one, it becomes a credit
     on the line's next invoice and an adjustment on the merchant's next payout."""
-    async with in_transaction():
-        charge = await Charge.select_for_update().get_or_none(id=body.charge, merchant_id=merchant_of(request).id)
-        if charge is None:
-            raise not_found("charge", body.charge, param="charge")
-        if charge.status != ChargeStatus.SUCCEEDED:
-            raise Conflict(
-                f"A {charge.status.value} charge has nothing to refund.", param="charge", code="charge_not_refundable"
-            )
-        remaining = charge.amount - charge.refunded_amount
-        amount = remaining if body.amount is None else body.amount
-        if remaining == 0:
-            raise Conflict("This charge is refunded in full already.", param="charge", code="charge_already_refunded")
-        if amount > remaining:
-            raise InvalidRequest(
-                f"amount is above the {remaining} yen not yet refunded.", param="amount", code="amount_too_large"
-            )
-        now = await clock.now()
-        refund = await Refund.create(charge=charge, amount=amount, reason=body.reason, created_at=now)
-        charge.refunded_amount += amount
-        await charge.save(update_fields=["refunded_amount"])
-        await Event.record("charge.refunded", merchant_id=charge.merchant_id, obj=charge.to_api())
+    refund = await charges.refund_charge(
+        merchant_of(request).id, body.charge, amount=body.amount, reason=body.reason, actor=acting_merchant(request)
+    )
     return json_response(refund_view(refund), status=201)
 
 
@@ -95,7 +75,7 @@ async def get_refund(request: web.Request) -> web.Response:
     refund_id = request.match_info["id"]
     refund = await Refund.get_or_none(id=refund_id, charge__merchant_id=merchant_of(request).id)
     if refund is None:
-        raise not_found("refund", refund_id)
+        raise NotFound(f"No such refund: {refund_id}.", param="id")
     return json_response(refund_view(refund))
 
 

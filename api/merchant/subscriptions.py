@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 from pydantic import BaseModel
-from tortoise.transactions import in_transaction
 
 from api.http import json_response
-from api.merchant.charges import PurchaseCreate, awaiting_confirmation
+from api.keys import SETTINGS
+from api.merchant.charges import PurchaseCreate, purchase_of
 from api.merchant.lists import page
-from api.merchant.table import merchant_of, merchant_routes, owned, with_status
-from billing.errors import Conflict
-from models.clock import clock
-from models.subscriptions import Subscription, SubscriptionStatus
+from api.merchant.table import acting_merchant, merchant_of, merchant_routes, owned, with_status
+from billing.states import SubscriptionStatus
+from models.operations import charges
+from models.subscriptions import Subscription
 
 __all__: list[str] = []
 
 STATUSES = frozenset(status.value for status in SubscriptionStatus)
-CANCELABLE = (SubscriptionStatus.REQUIRES_CONFIRMATION, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
 
 
 class SubscriptionCreate(PurchaseCreate):
@@ -52,7 +51,9 @@ class SubscriptionOut(BaseModel):
 )
 async def create_subscription(request: web.Request, body: SubscriptionCreate) -> web.Response:
     """A subscription in ``requires_confirmation``; send the subscriber to its ``confirmation_url``."""
-    subscription = await Subscription.create(**await awaiting_confirmation(request, body))
+    subscription = await charges.create_subscription(
+        merchant_of(request), purchase_of(body), base_url=request.app[SETTINGS].base_url
+    )
     return json_response(subscription.to_api(), status=201)
 
 
@@ -78,11 +79,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 )
 async def cancel_subscription(request: web.Request) -> web.Response:
     """No further renewals; the current month is neither refunded nor prorated."""
-    async with in_transaction():
-        subscription = await owned(request, Subscription, "subscription", lock=True)
-        if subscription.status not in CANCELABLE:
-            raise Conflict(
-                f"A {subscription.status.value} subscription cannot be canceled.", code="subscription_not_cancelable"
-            )
-        await subscription.cancel(now=await clock.now(), reason="merchant")
+    subscription = await charges.cancel_subscription(
+        request.match_info["id"], merchant_id=merchant_of(request).id, reason="merchant", actor=acting_merchant(request)
+    )
     return json_response(subscription.to_api())

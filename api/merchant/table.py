@@ -8,11 +8,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 from tortoise.models import Model
 
+from api.keys import REQUEST_ID
 from api.routes import RouteTable
-from billing.errors import InvalidRequest, NotFound
+from billing.errors import InvalidRequest
+from models.audit_log import Actor
 from models.merchants import Merchant
+from models.operations.charges import find_owned
 
-__all__ = ["MERCHANT", "merchant_of", "merchant_routes", "owned", "with_status"]
+__all__ = ["MERCHANT", "acting_merchant", "merchant_of", "merchant_routes", "owned", "with_status"]
 
 M = TypeVar("M", bound=Model)
 
@@ -29,19 +32,14 @@ def merchant_of(request: web.Request) -> Merchant:
     return request[MERCHANT]
 
 
-def not_found(kind: str, object_id: str, param: str = "id") -> NotFound:
-    """Another merchant's object answers exactly like a missing one."""
-    return NotFound(f"No such {kind}: {object_id}.", param=param)
+def acting_merchant(request: web.Request) -> Actor:
+    """Who the audit log names for a request signed with a merchant's API key."""
+    return Actor(f"merchant:{merchant_of(request).id}", request.get(REQUEST_ID))
 
 
-async def owned(request: web.Request, model: type[M], kind: str, *, lock: bool = False, **also: Any) -> M:
+async def owned(request: web.Request, model: type[M], kind: str, **also: Any) -> M:
     """The ``{id}`` of the path, if it is this merchant's ``model`` (and matches ``also``); else 404."""
-    object_id = request.match_info["id"]
-    query: Any = model.select_for_update() if lock else model
-    found: M | None = await query.get_or_none(id=object_id, merchant_id=merchant_of(request).id, **also)
-    if found is None:
-        raise not_found(kind, object_id)
-    return found
+    return await find_owned(model, request.match_info["id"], merchant_id=merchant_of(request).id, kind=kind, **also)
 
 
 def with_status(request: web.Request, query: Any, statuses: Collection[str]) -> Any:

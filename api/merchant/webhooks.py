@@ -3,30 +3,20 @@ the delivery log, and replaying an event."""
 
 from __future__ import annotations
 
-import base64
-import secrets
-from datetime import timedelta
 from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, Field
-from tortoise.transactions import in_transaction
 
 from api.http import Body, json_response
 from api.keys import SETTINGS
 from api.merchant.events import event_view
 from api.merchant.lists import page
-from api.merchant.table import merchant_of, merchant_routes, not_found, owned
-from billing.errors import InvalidRequest
-from models.clock import clock
-from models.events import DELIVERY_LEASE, EVENT_TYPES, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
-from models.outbox import send
-from workers.webhooks import UnsafeDestination, check_destination, deliver_webhook, endpoint_view
+from api.merchant.table import merchant_of, merchant_routes
+from models.events import EVENT_TYPES, DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from models.operations import webhooks
 
 __all__: list[str] = []
-
-ROTATION_OVERLAP = timedelta(hours=24)
-MAX_ENDPOINTS = 16
 
 
 def _event_types(values: list[str]) -> list[str]:
@@ -68,21 +58,9 @@ class EndpointOut(BaseModel):
     secret: str | None = None
 
 
-def new_secret() -> str:
-    """A Standard Webhooks secret: ``whsec_`` and 24 random bytes in base64."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
-async def _checked_url(request: web.Request, url: str) -> str:
-    try:
-        await check_destination(url, allow_insecure=request.app[SETTINGS].webhooks_allow_insecure)
-    except UnsafeDestination as error:
-        raise InvalidRequest(f"url {error}.", param="url") from None
-    return url
-
-
-async def _endpoint(request: web.Request, *, lock: bool = False) -> WebhookEndpoint:
-    return await owned(request, WebhookEndpoint, "webhook endpoint", lock=lock, deleted_at=None)
+def _insecure(request: web.Request) -> bool:
+    """Whether http and internal addresses are allowed (a merchant testing locally)."""
+    return request.app[SETTINGS].webhooks_allow_insecure
 
 
 @merchant_routes.route(
@@ -95,28 +73,23 @@ async def _endpoint(request: web.Request, *, lock: bool = False) -> WebhookEndpo
 )
 async def create_endpoint(request: web.Request, body: EndpointCreate) -> web.Response:
     """A new endpoint; its signing secret is in this answer only."""
-    merchant = merchant_of(request)
-    url = await _checked_url(request, body.url)
-    if await WebhookEndpoint.filter(merchant_id=merchant.id, deleted_at=None).count() >= MAX_ENDPOINTS:
-        raise InvalidRequest(f"At most {MAX_ENDPOINTS} endpoints per merchant.", param="url", code="too_many_endpoints")
-    secret = new_secret()
-    endpoint = await WebhookEndpoint.create(
-        merchant=merchant, url=url, events=body.events, secret=secret, created_at=await clock.now()
+    endpoint, secret = await webhooks.create_endpoint(
+        merchant_of(request).id, url=body.url, events=body.events, allow_insecure=_insecure(request)
     )
-    return json_response(endpoint_view(endpoint, secret=secret), status=201)
+    return json_response(endpoint.to_api(secret=secret), status=201)
 
 
 @merchant_routes.route("GET", "/webhook_endpoints", summary="List webhook endpoints")
 async def list_endpoints(request: web.Request) -> web.Response:
     """This merchant's endpoints, newest first."""
     query: Any = WebhookEndpoint.filter(merchant_id=merchant_of(request).id, deleted_at=None)
-    return json_response(await page(request.query, query, view=endpoint_view))
+    return json_response(await page(request.query, query, view=WebhookEndpoint.to_api))
 
 
 @merchant_routes.route("GET", "/webhook_endpoints/{id}", summary="Retrieve a webhook endpoint", response=EndpointOut)
 async def get_endpoint(request: web.Request) -> web.Response:
     """One endpoint (without its secret)."""
-    return json_response(endpoint_view(await _endpoint(request)))
+    return json_response((await webhooks.find_endpoint(merchant_of(request).id, request.match_info["id"])).to_api())
 
 
 @merchant_routes.route(
@@ -124,28 +97,21 @@ async def get_endpoint(request: web.Request) -> web.Response:
 )
 async def update_endpoint(request: web.Request, body: EndpointUpdate) -> web.Response:
     """Only the fields given change; enabling again clears the failure count."""
-    url = await _checked_url(request, body.url) if body.url is not None else None
-    async with in_transaction():
-        endpoint = await _endpoint(request, lock=True)
-        if url is not None:
-            endpoint.url = url
-        if body.events is not None:
-            endpoint.events = body.events
-        if body.enabled is not None:
-            endpoint.enabled = body.enabled
-            if body.enabled:
-                endpoint.consecutive_failures, endpoint.disabled_reason = 0, None
-        await endpoint.save()
-    return json_response(endpoint_view(endpoint))
+    endpoint = await webhooks.update_endpoint(
+        merchant_of(request).id,
+        request.match_info["id"],
+        url=body.url,
+        events=body.events,
+        enabled=body.enabled,
+        allow_insecure=_insecure(request),
+    )
+    return json_response(endpoint.to_api())
 
 
 @merchant_routes.route("DELETE", "/webhook_endpoints/{id}", summary="Delete a webhook endpoint")
 async def delete_endpoint(request: web.Request) -> web.Response:
     """Nothing more is sent to it; its delivery log stays readable for the records."""
-    async with in_transaction():
-        endpoint = await _endpoint(request, lock=True)
-        endpoint.deleted_at, endpoint.enabled = await clock.now(), False
-        await endpoint.save(update_fields=["deleted_at", "enabled"])
+    endpoint = await webhooks.delete_endpoint(merchant_of(request).id, request.match_info["id"])
     return json_response({"id": endpoint.id, "object": "webhook_endpoint", "deleted": True})
 
 
@@ -154,14 +120,8 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 )
 async def rotate_secret(request: web.Request) -> web.Response:
     """A new secret (shown once); for 24 hours deliveries carry both signatures."""
-    async with in_transaction():
-        endpoint = await _endpoint(request, lock=True)
-        secret = new_secret()
-        endpoint.previous_secret = endpoint.secret
-        endpoint.previous_secret_expires_at = await clock.now() + ROTATION_OVERLAP
-        endpoint.secret = secret
-        await endpoint.save(update_fields=["previous_secret", "previous_secret_expires_at", "secret"])
-    return json_response(endpoint_view(endpoint, secret=secret))
+    endpoint, secret = await webhooks.rotate_secret(merchant_of(request).id, request.match_info["id"])
+    return json_response(endpoint.to_api(secret=secret))
 
 
 async def _delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
@@ -189,7 +149,7 @@ async def _delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
 @merchant_routes.route("GET", "/webhook_endpoints/{id}/deliveries", summary="List an endpoint's deliveries")
 async def list_deliveries(request: web.Request) -> web.Response:
     """Each delivery to this endpoint with every attempt: time, status code, duration, error."""
-    endpoint = await _endpoint(request)
+    endpoint = await webhooks.find_endpoint(merchant_of(request).id, request.match_info["id"])
     listing = await page(request.query, WebhookDelivery.filter(endpoint_id=endpoint.id), view=lambda d: d)
     listing["data"] = [await _delivery_view(delivery) for delivery in listing["data"]]
     return json_response(listing)
@@ -198,20 +158,5 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @merchant_routes.route("POST", "/events/{id}/redeliver", summary="Send an event to the endpoints again")
 async def redeliver_event(request: web.Request) -> web.Response:
     """Every enabled endpoint that wants the event gets it again, under the same ``webhook-id``."""
-    event_id = request.match_info["id"]
-    merchant = merchant_of(request)
-    async with in_transaction():
-        event = await Event.get_or_none(id=event_id, merchant_id=merchant.id)
-        if event is None:
-            raise not_found("event", event_id)
-        now = await clock.now()
-        endpoints = await WebhookEndpoint.filter(merchant_id=merchant.id, enabled=True, deleted_at=None)
-        for endpoint in (e for e in endpoints if e.wants(event.type)):
-            delivery = await WebhookDelivery.select_for_update().get_or_none(event_id=event.id, endpoint_id=endpoint.id)
-            if delivery is None:
-                await WebhookDelivery.schedule(event, endpoint, now=now)
-                continue
-            delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, now + DELIVERY_LEASE
-            await delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
-            await send(deliver_webhook, delivery.id)
+    event = await webhooks.redeliver_event(merchant_of(request).id, request.match_info["id"])
     return json_response(event_view(event), status=202)

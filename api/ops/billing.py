@@ -13,8 +13,8 @@ from api.merchant.lists import page
 from api.ops.table import ops_routes
 from billing.errors import InvalidRequest, NotFound
 from billing.periods import valid_period
-from models.collecting import debit_reference
 from models.invoices import BillingRun, Invoice, InvoiceItem, InvoiceTax
+from models.operations.collections import debit_reference
 from workers.billing import start_close
 
 __all__ = ["invoice_view", "run_view"]

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field
-from tortoise.transactions import in_transaction
 
 from api.http import Body, json_response
 from api.ops.table import ops_routes
-from models.clock import clock
-from models.collecting import apply_collection
 from models.invoices import Collection
+from models.operations import collections as payments
 
 __all__: list[str] = []
 
@@ -61,24 +58,12 @@ def _view(collection: Collection) -> dict[str, Any]:
 )
 async def record_collections(_request: web.Request, body: CollectionsIn) -> web.Response:
     """Spread each payment over its invoice's items; any bad row refuses them all, naming it."""
-    now = await clock.now()
-    done = []
-    async with in_transaction():
-        for index, row in enumerate(body.rows):
-            reference = row.reference or f"api-{uuid.uuid4()}"
-            existing = await Collection.get_or_none(source="api", source_reference=reference)
-            if existing is not None:
-                done.append(existing)  # the same row sent again: recorded once
-                continue
-            done.append(
-                await apply_collection(
-                    row.invoice_id,
-                    amount=row.amount,
-                    paid_at=row.paid_at,
-                    source="api",
-                    reference=reference,
-                    now=now,
-                    param=f"rows.{index}.invoice_id",
-                )
+    done = await payments.record_collections(
+        [
+            payments.PaymentRow(
+                invoice_id=row.invoice_id, amount=row.amount, paid_at=row.paid_at, reference=row.reference
             )
+            for row in body.rows
+        ]
+    )
     return json_response({"object": "list", "data": [_view(c) for c in done], "has_more": False}, status=201)

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from api.http import Body, json_response
-from api.ops.table import audit, ops_routes
-from billing.errors import Conflict, InvalidRequest, NotFound
-from models.accounts import (
-    ACCOUNTS_PER_LINE,
-    DEFAULT_ACCOUNT_LIMIT,
-    DEFAULT_MINOR_LIMIT,
-    AccountStatus,
-    SubscriberAccount,
-)
-from models.clock import clock
-from models.lines import LINE_ID_PATTERN, Line, LineSession, LineStatus
-from models.outbox import send
-from models.passwords import generate_password, hash_password
+from api.ops.table import operator, ops_routes
+from models.accounts import SubscriberAccount
+from models.lines import LINE_ID_PATTERN, Line, LineSession
+from models.operations import lines
 
 __all__ = ["line_view", "session_view"]
 
@@ -32,7 +20,6 @@ LineId = Annotated[str, Field(pattern=LINE_ID_PATTERN.pattern, description="CAF 
 LineTypeName = Literal["hikari_next", "hikari_light", "b_flets", "adsl"]
 Yen = Annotated[int, Field(ge=0, le=10_000_000)]
 LoginId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$")]
-MIN_IPV6_PREFIX = 32
 
 
 class LineCreate(Body):
@@ -94,6 +81,12 @@ class AccountCreate(Body):
     monthly_limit: Yen | None = None
 
 
+class Reason(Body):
+    """Why a person does this (kept in the audit log)."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+
+
 class AccountOut(BaseModel):
     """A subscriber ID; ``initial_password`` appears only in the answer that created it."""
 
@@ -147,34 +140,19 @@ def account_view(account: SubscriberAccount, *, initial_password: str | None = N
     return view
 
 
-async def _line(line_id: str, *, lock: bool = False) -> Line:
-    query = Line.select_for_update() if lock else Line
-    line = await query.get_or_none(line_id=line_id) if LINE_ID_PATTERN.match(line_id) else None
-    if line is None:
-        raise NotFound(f"No line {line_id}.", param="line_id")
-    return line
-
-
 @ops_routes.route(
     "POST", "/lines", summary="Create a line", body=LineCreate, response=LineOut, status=201, errors=(400, 401, 409)
 )
 async def create_line(request: web.Request, body: LineCreate) -> web.Response:
     """A new line; an ``adsl`` line without ``flets_dot_net`` is stored but can never purchase."""
-    now = await clock.now()
-    fields = body.model_dump(exclude_none=True)
-    try:
-        async with in_transaction():
-            line = await Line.create(**fields, created_at=now, updated_at=now)
-            await audit(request, "line.create", "line", line.line_id, **fields)
-    except IntegrityError:
-        raise Conflict(f"Line {body.line_id} exists already.", param="line_id", code="line_exists") from None
+    line = await lines.create_line(body.model_dump(exclude_none=True), actor=operator(request))
     return json_response(line_view(line), status=201)
 
 
 @ops_routes.route("GET", "/lines/{line_id}", summary="Retrieve a line", response=LineOut)
 async def get_line(request: web.Request) -> web.Response:
     """One line."""
-    return json_response(line_view(await _line(request.match_info["line_id"])))
+    return json_response(line_view(await lines.find_line(request.match_info["line_id"])))
 
 
 @ops_routes.route(
@@ -187,40 +165,8 @@ async def update_line(request: web.Request, body: LineUpdate) -> web.Response:
     subscriptions (a message written in this same transaction).
     """
     changes = body.model_dump(exclude_none=True)
-    from workers.charges import cancel_line_subscriptions
-
-    async with in_transaction():
-        line = await _line(request.match_info["line_id"], lock=True)
-        now = await clock.now()
-        if line.status == LineStatus.TERMINATED and changes:
-            raise Conflict("A terminated line cannot be changed.", param="status", code="line_terminated")
-        for name, value in changes.items():
-            setattr(line, name, LineStatus(value) if name == "status" else value)
-        line.updated_at = now
-        if changes.get("status") == LineStatus.TERMINATED:
-            line.terminated_at = now
-            await LineSession.filter(line_id=line.line_id, ended_at=None).update(ended_at=now)
-            await send(cancel_line_subscriptions, line.line_id)
-        await line.save()
-        await audit(request, "line.update", "line", line.line_id, **changes)
+    line = await lines.update_line(request.match_info["line_id"], changes, actor=operator(request))
     return json_response(line_view(line))
-
-
-def _network(address: str) -> tuple[str, str, int]:
-    """The canonical (address, network, family) of a reported address; 400 when malformed."""
-    try:
-        network = ipaddress.ip_network(address, strict=True)
-    except ValueError:
-        raise InvalidRequest(
-            "address must be an IPv4 address or an IPv6 address or prefix (e.g. 2001:db8:1200::/56).",
-            param="address",
-        ) from None
-    if network.version == 4 and network.prefixlen != 32:
-        raise InvalidRequest("An IPv4 session is one address, not a network.", param="address")
-    if network.version == 6 and network.prefixlen < MIN_IPV6_PREFIX:
-        raise InvalidRequest(f"An IPv6 prefix must be /{MIN_IPV6_PREFIX} or longer.", param="address")
-    shown = str(network.network_address) if network.num_addresses == 1 else str(network)
-    return shown, str(network), network.version
 
 
 @ops_routes.route(
@@ -233,40 +179,16 @@ def _network(address: str) -> tuple[str, str, int]:
     errors=(400, 401, 404, 409),
 )
 async def open_session(request: web.Request, body: SessionCreate) -> web.Response:
-    """The line now holds ``address``.
-
-    An address is held by one line at a time: an open session of another line that overlaps
-    it is ended, because the network has given the address to this line. Reporting the same
-    open address again answers the session already open.
-    """
-    address, network, family = _network(body.address)
-    async with in_transaction():
-        line = await _line(request.match_info["line_id"], lock=True)
-        if line.status == LineStatus.TERMINATED:
-            raise Conflict("The line is terminated.", param="line_id", code="line_terminated")
-        now = await clock.now()
-        current = await LineSession.filter(line_id=line.line_id, network=network, ended_at=None).first()
-        if current is not None:
-            return json_response(session_view(current), status=200)
-        wanted = ipaddress.ip_network(network)
-        overlapping = [
-            other
-            for other in await LineSession.filter(ended_at=None, family=family).exclude(line_id=line.line_id)
-            if ipaddress.ip_network(other.network).overlaps(wanted)
-        ]
-        for other in overlapping:
-            other.ended_at = now
-            await other.save(update_fields=["ended_at"])
-            await audit(request, "session.superseded", "line", other.line_id, session=other.id)
-        session = await LineSession.create(line=line, address=address, network=network, family=family, started_at=now)
-        await audit(request, "session.open", "line", line.line_id, session=session.id, address=address)
-    return json_response(session_view(session), status=201)
+    """The line now holds ``address``; an overlapping open session of another line is ended.
+    Reporting the same open address again answers the session already open (200)."""
+    session, new = await lines.open_session(request.match_info["line_id"], body.address, actor=operator(request))
+    return json_response(session_view(session), status=201 if new else 200)
 
 
 @ops_routes.route("GET", "/lines/{line_id}/sessions", summary="List a line's open sessions")
 async def list_sessions(request: web.Request) -> web.Response:
     """The sessions of a line that are still open."""
-    line = await _line(request.match_info["line_id"])
+    line = await lines.find_line(request.match_info["line_id"])
     sessions = await LineSession.filter(line_id=line.line_id, ended_at=None).order_by("started_at")
     return json_response({"object": "list", "data": [session_view(s) for s in sessions], "has_more": False})
 
@@ -274,15 +196,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 @ops_routes.route("POST", "/lines/{line_id}/sessions/{id}/end", summary="End a line session", response=SessionOut)
 async def end_session(request: web.Request) -> web.Response:
     """The line no longer holds the address; ending an ended session changes nothing."""
-    async with in_transaction():
-        line = await _line(request.match_info["line_id"])
-        session = await LineSession.select_for_update().get_or_none(id=request.match_info["id"], line_id=line.line_id)
-        if session is None:
-            raise NotFound("No such session on this line.", param="id")
-        if session.ended_at is None:
-            session.ended_at = await clock.now()
-            await session.save(update_fields=["ended_at"])
-            await audit(request, "session.end", "line", line.line_id, session=session.id)
+    session = await lines.end_session(request.match_info["line_id"], request.match_info["id"], actor=operator(request))
     return json_response(session_view(session))
 
 
@@ -298,53 +212,47 @@ async def end_session(request: web.Request) -> web.Response:
 async def create_account(request: web.Request, body: AccountCreate) -> web.Response:
     """A new ID with a generated initial password, shown in this answer only; at most five
     live IDs per line (a sixth is a 409)."""
-    limit = body.monthly_limit
-    if limit is None:
-        limit = DEFAULT_MINOR_LIMIT if body.is_minor else DEFAULT_ACCOUNT_LIMIT
-    if body.is_minor and limit > DEFAULT_MINOR_LIMIT:
-        raise InvalidRequest(f"A minor's monthly limit is at most {DEFAULT_MINOR_LIMIT} yen.", param="monthly_limit")
-    password = generate_password()
-    password_hash = await hash_password(password)
-    try:
-        async with in_transaction():
-            line = await _line(request.match_info["line_id"], lock=True)
-            if line.status == LineStatus.TERMINATED:
-                raise Conflict("The line is terminated.", param="line_id", code="line_terminated")
-            # A flat values_list is typed as a list of tuples; here it is the slots themselves.
-            taken: set[Any] = set(
-                await SubscriberAccount.filter(line_id=line.line_id, slot__not_isnull=True).values_list(
-                    "slot", flat=True
-                )
-            )
-            free = [slot for slot in range(1, ACCOUNTS_PER_LINE + 1) if slot not in taken]
-            if not free:
-                raise Conflict(
-                    f"Line {line.line_id} has {ACCOUNTS_PER_LINE} IDs already.",
-                    param="line_id",
-                    code="line_accounts_full",
-                )
-            account = await SubscriberAccount.create(
-                login_id=body.login_id,
-                line=line,
-                slot=free[0],
-                password_hash=password_hash,
-                is_minor=body.is_minor,
-                monthly_limit=limit,
-                status=AccountStatus.ACTIVE,
-                created_at=await clock.now(),
-            )
-            await audit(request, "account.create", "account", account.login_id, line_id=line.line_id)
-    except IntegrityError as error:
-        if await SubscriberAccount.exists(login_id=body.login_id):
-            raise Conflict(f"login_id {body.login_id} is taken.", param="login_id", code="login_id_taken") from None
-        raise Conflict("Another ID was created on this line at the same time; try again.", param="line_id") from error
+    account, password = await lines.create_account(
+        request.match_info["line_id"],
+        body.login_id,
+        is_minor=body.is_minor,
+        monthly_limit=body.monthly_limit,
+        actor=operator(request),
+    )
     return json_response(account_view(account, initial_password=password), status=201)
 
 
 @ops_routes.route("GET", "/accounts/{login_id}", summary="Retrieve a subscriber ID", response=AccountOut)
 async def get_account(request: web.Request) -> web.Response:
     """One subscriber ID, without its password."""
-    account = await SubscriberAccount.get_or_none(login_id=request.match_info["login_id"])
-    if account is None:
-        raise NotFound("No such subscriber ID.", param="login_id")
+    return json_response(account_view(await lines.find_account(request.match_info["login_id"])))
+
+
+@ops_routes.route(
+    "POST",
+    "/accounts/{login_id}/unlock",
+    summary="Unlock a subscriber ID",
+    body=Reason,
+    response=AccountOut,
+    errors=(400, 401, 404),
+)
+async def unlock_account(request: web.Request, body: Reason) -> web.Response:
+    """Lift the lock and forget the failed attempts."""
+    account = await lines.unlock_account(request.match_info["login_id"], actor=operator(request), reason=body.reason)
     return json_response(account_view(account))
+
+
+@ops_routes.route(
+    "POST",
+    "/accounts/{login_id}/reset_password",
+    summary="Reset a subscriber ID's password",
+    body=Reason,
+    response=AccountOut,
+    errors=(400, 401, 404, 409),
+)
+async def reset_password(request: web.Request, body: Reason) -> web.Response:
+    """A new generated password, shown in this answer only (``initial_password``)."""
+    account, password = await lines.reset_password(
+        request.match_info["login_id"], actor=operator(request), reason=body.reason
+    )
+    return json_response(account_view(account, initial_password=password))

@@ -6,19 +6,15 @@ from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field
-from tortoise.transactions import in_transaction
 
 from api.http import Body, json_response
 from api.keys import SETTINGS
 from api.merchant.lists import page
-from api.ops.table import ops_routes
-from billing.errors import Conflict, InvalidRequest, NotFound
+from api.ops.table import operator, ops_routes
+from billing.errors import InvalidRequest
 from billing.periods import valid_period
-from models.clock import clock
-from models.events import Event
-from models.ledger import JournalEntry
-from models.payouts import Payout, PayoutStatus
-from workers.payouts import request_payouts, transfer_file_for
+from models.operations import payouts
+from models.payouts import Payout
 
 __all__: list[str] = []
 
@@ -37,10 +33,9 @@ class GenerateRequest(Body):
     status=202,
     errors=(400, 401, 409),
 )
-async def generate(_request: web.Request, body: GenerateRequest) -> web.Response:
+async def generate(request: web.Request, body: GenerateRequest) -> web.Response:
     """Queue one payout per merchant for a closed period; generating again adds nothing."""
-    async with in_transaction():
-        await request_payouts(body.period)
+    await payouts.request_payouts(body.period, actor=operator(request))
     return json_response({"period": body.period, "status": "queued"}, status=202)
 
 
@@ -58,22 +53,7 @@ async def list_payouts(request: web.Request) -> web.Response:
 @ops_routes.route("POST", "/payouts/{id}/paid", summary="Record a payout as transferred", errors=(400, 401, 404, 409))
 async def mark_paid(request: web.Request) -> web.Response:
     """Finance confirms the transfer went out; ``payout.paid`` tells the merchant."""
-    async with in_transaction():
-        payout = await Payout.select_for_update().get_or_none(id=request.match_info["id"])
-        if payout is None:
-            raise NotFound("No such payout.", param="id")
-        if payout.status == PayoutStatus.PAID:
-            raise Conflict("This payout is recorded as paid already.", code="payout_already_paid")
-        payout.status, payout.paid_at = PayoutStatus.PAID, await clock.now()
-        await payout.save(update_fields=["status", "paid_at"])
-        if payout.net:
-            await JournalEntry.post(
-                kind="payout",
-                reference=payout.id,
-                occurred_at=payout.paid_at,
-                postings=[("payable:merchant", payout.merchant_id, payout.net), ("cash:payouts", None, -payout.net)],
-            )
-        await Event.record("payout.paid", merchant_id=payout.merchant_id, obj=payout.to_api())
+    payout = await payouts.mark_paid(request.match_info["id"], actor=operator(request))
     return json_response(payout.to_api())
 
 
@@ -83,9 +63,7 @@ async def mark_paid(request: web.Request) -> web.Response:
 async def transfer_file(request: web.Request) -> web.Response:
     """120-byte records in the bank's character set: header, one record per payee, trailer, end."""
     period = request.match_info["period"]
-    if not valid_period(period):
-        raise InvalidRequest("period must be YYYY-MM.", param="period")
-    data = await transfer_file_for(period, request.app[SETTINGS].zengin_payer)
+    data = await payouts.transfer_file_for(period, request.app[SETTINGS].zengin_payer)
     return web.Response(
         body=data,
         content_type="application/octet-stream",

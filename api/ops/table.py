@@ -6,7 +6,7 @@ from aiohttp import web
 
 from api.keys import REQUEST_ID
 from api.routes import RouteTable
-from models.audit import AuditEntry
+from models.audit_log import Actor
 
 __all__ = ["operator", "ops_routes"]
 
@@ -17,18 +17,6 @@ ops_routes = RouteTable(
 )
 
 
-def operator(_request: object) -> str:
-    """Who the audit log names for an ops-token request (the console's staff come later)."""
-    return "ops_token"
-
-
-async def audit(request: web.Request, action: str, target_type: str, target_id: str, **details: object) -> None:
-    """Record an operator's action on an object, in the transaction of the change."""
-    await AuditEntry.write(
-        actor=operator(request),
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        details=details,
-        request_id=request.get(REQUEST_ID),
-    )
+def operator(request: web.Request) -> Actor:
+    """Who the audit log names for an ops-token request, with the request's id."""
+    return Actor("ops_token", request.get(REQUEST_ID))

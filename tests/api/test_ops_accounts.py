@@ -124,3 +124,47 @@ async def test_account_on_unknown_or_terminated_line(ops: OpsClient, line: str) 
     status, answer = await ops.post(f"/ops/v1/lines/{line}/accounts", json={"login_id": "late"})
     assert status == 409
     assert answer["error"]["code"] == "line_terminated"
+
+
+async def test_unlock_lifts_the_lock_and_is_audited(ops: OpsClient, line: str) -> None:
+    """A locked ID is unlocked by support with a reason; the audit log names who and why."""
+    from datetime import timedelta
+
+    from models.audit_log import AuditEntry
+    from models.clock import clock
+
+    await ops.post(f"/ops/v1/lines/{line}/accounts", json={"login_id": "locked-one"})
+    await SubscriberAccount.filter(login_id="locked-one").update(
+        failed_attempts=4, locked_until=await clock.now() + timedelta(minutes=30)
+    )
+    status, body = await ops.post("/ops/v1/accounts/locked-one/unlock", json={"reason": "本人確認済み"})
+    assert status == 200, body
+    assert body["locked_until"] is None
+    stored = await SubscriberAccount.get(login_id="locked-one")
+    assert (stored.failed_attempts, stored.locked_until) == (0, None)
+    entry = await AuditEntry.get(action="account.unlock", target_id="locked-one")
+    assert (entry.actor, entry.details) == ("ops_token", {"reason": "本人確認済み"})
+
+
+async def test_reset_password_answers_a_new_password_once(ops: OpsClient, line: str) -> None:
+    """The new password verifies, the old one no longer does, and a read never shows it."""
+    _, created = await ops.post(f"/ops/v1/lines/{line}/accounts", json={"login_id": "forgetful"})
+    status, body = await ops.post("/ops/v1/accounts/forgetful/reset_password", json={})
+    assert status == 200, body
+    new = body["initial_password"]
+    assert new != created["initial_password"]
+    stored = await SubscriberAccount.get(login_id="forgetful")
+    assert PasswordHasher().verify(stored.password_hash, new)
+    with pytest.raises(Exception, match="does not match"):
+        PasswordHasher().verify(stored.password_hash, created["initial_password"])
+    _, read = await ops.get("/ops/v1/accounts/forgetful")
+    assert "initial_password" not in read
+
+
+async def test_unlocking_an_unknown_id_changes_nothing(ops: OpsClient, line: str) -> None:
+    """404 naming login_id, and no audit entry."""
+    before = await row_counts()
+    status, body = await ops.post("/ops/v1/accounts/nobody-here/unlock", json={})
+    assert status == 404
+    assert body["error"]["param"] == "login_id"
+    assert await row_counts() == before

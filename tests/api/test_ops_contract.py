@@ -18,8 +18,9 @@ LINE_ID = "CAF0000000501"
 async def provisioned(ops: OpsClient) -> dict[str, str]:
     """A line and a merchant to address paths to."""
     await ops.post("/ops/v1/lines", json=line_body(LINE_ID))
+    await ops.post(f"/ops/v1/lines/{LINE_ID}/accounts", json={"login_id": "contract-id"})
     _, merchant = await ops.post("/ops/v1/merchants", json=MERCHANT_BODY)
-    return {"line_id": LINE_ID, "id": merchant["id"]}
+    return {"line_id": LINE_ID, "id": merchant["id"], "login_id": "contract-id"}
 
 
 def _body_operations() -> list[tuple[str, str, str]]:
@@ -29,6 +30,8 @@ def _body_operations() -> list[tuple[str, str, str]]:
         "/lines/{line_id}": "monthly_limit",
         "/lines/{line_id}/sessions": "address",
         "/lines/{line_id}/accounts": "login_id",
+        "/accounts/{login_id}/unlock": "reason",
+        "/accounts/{login_id}/reset_password": "reason",
         "/merchants": "name",
         "/merchants/{id}": "max_charge_amount",
         "/clock": "now",

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from conftest import OpsClient, row_counts
-from models.audit import AuditEntry
+from models.audit_log import AuditEntry
 from models.lines import Line, LineSession
 
 LINE = {

@@ -618,7 +618,7 @@ async def test_a_debit_result_file_pays_the_debited_bills_once(
     from tortoise.transactions import in_transaction
 
     from billing.zengin_records import ZenginFormatError, read_debit_results
-    from models.collecting import import_debit_results
+    from models.operations.collections import import_debit_results
 
     await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
     await close(ops, settings, "2030-11")

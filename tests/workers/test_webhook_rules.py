@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from workers.webhooks import RETRY_SCHEDULE, UnsafeDestination, check_destination, retry_delay
+from models.operations.webhooks import RETRY_SCHEDULE, UnsafeDestination, check_destination, retry_delay
 
 
 def test_schedule_spans_about_three_days() -> None:

@@ -1,7 +1,12 @@
-"""The audit log: who changed what through the operator surfaces, written with the change."""
+"""The audit log: who changed what through the operator surfaces, written with the change.
+
+Every operation a person asks for takes the ``Actor`` who asked; the operation writes one
+``AuditEntry`` in the transaction of its change, so the log and the change commit together.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tortoise import fields
@@ -9,7 +14,19 @@ from tortoise.models import Model
 
 from models.clock import clock
 
-__all__ = ["AuditEntry"]
+__all__ = ["SYSTEM", "Actor", "AuditEntry", "audit"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked for an operation: ``ops_token``, ``staff:<id>``, ``merchant:<id>``, ``system``...
+    and the request it came in, as the audit log records them."""
+
+    name: str
+    request_id: str | None = None
+
+
+SYSTEM = Actor("system")
 
 
 class AuditEntry(Model):
@@ -49,3 +66,15 @@ class AuditEntry(Model):
             request_id=request_id,
             at=await clock.now(),
         )
+
+
+async def audit(actor: Actor, action: str, target_type: str, target_id: str, **details: object) -> AuditEntry:
+    """Record ``actor``'s ``action`` on an object; call it in the transaction of the change."""
+    return await AuditEntry.write(
+        actor=actor.name,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        details=details,
+        request_id=actor.request_id,
+    )

@@ -1,0 +1,1 @@
+"""Operations: every change the surfaces and the workers make, in one place."""

@@ -1,0 +1,173 @@
+"""Merchants as the carrier signs them up: contract, bank account, fee plan and API keys.
+
+An API key is stored as a SHA-256 digest (it is 256 random bits, not a password) and answered
+once, when it is issued; so is the return-signing secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from billing.errors import InvalidRequest, NotFound
+from billing.zengin import UnknownBank, check_bank_branch
+from models.audit_log import Actor, audit
+from models.clock import clock
+from models.merchants import ApiKey, BankAccount, FeePlan, Merchant, MerchantStatus
+
+__all__ = [
+    "API_KEY_PREFIX",
+    "BankDetails",
+    "FeeTerms",
+    "add_api_key",
+    "api_key_record",
+    "create_merchant",
+    "find_merchant",
+    "hash_api_key",
+    "issue_api_key",
+    "revoke_api_key",
+    "update_merchant",
+]
+
+API_KEY_PREFIX = "sk_live_"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BankDetails:
+    """Where a merchant's payouts go (kana already in Zengin form)."""
+
+    bank_code: str
+    branch_code: str
+    account_type: str
+    account_number: str
+    holder_kana: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeeTerms:
+    """A fee plan from ``effective_from`` (product.md §7)."""
+
+    rate: Decimal
+    threshold: int
+    per_line_amount: Decimal
+    effective_from: str
+
+
+def hash_api_key(key: str) -> str:
+    """The stored form of an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def api_key_record(key: str) -> ApiKey | None:
+    """The live key record ``key`` stands for, if any."""
+    return await ApiKey.filter(key_hash=hash_api_key(key), revoked_at=None).first()
+
+
+async def find_merchant(merchant_id: str, *, lock: bool = False) -> Merchant:
+    """The merchant ``merchant_id``; ``NotFound`` otherwise."""
+    query = Merchant.select_for_update() if lock else Merchant
+    merchant = await query.get_or_none(id=merchant_id) if len(merchant_id) <= 32 else None
+    if merchant is None:
+        raise NotFound(f"No merchant {merchant_id}.", param="id")
+    return merchant
+
+
+async def issue_api_key(merchant: Merchant) -> tuple[ApiKey, str]:
+    """A new live key for ``merchant``: the record and the key itself (shown once); call it in
+    the transaction of the change that asked for it."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    record = await ApiKey.create(
+        merchant=merchant,
+        prefix=key[: len(API_KEY_PREFIX) + 4],
+        key_hash=hash_api_key(key),
+        created_at=await clock.now(),
+    )
+    return record, key
+
+
+async def create_merchant(  # noqa: PLR0913 - one keyword per part of the contract
+    *,
+    name: str,
+    name_kana: str,
+    bank: BankDetails,
+    fee: FeeTerms,
+    setup_fee: int,
+    max_charge_amount: int,
+    actor: Actor,
+) -> tuple[Merchant, str, str]:
+    """A new merchant with its bank account, fee plan, first API key and return-signing secret:
+    (merchant, api key, signing secret); the bank and branch are checked against the Zengin list."""
+    try:
+        check_bank_branch(bank.bank_code, bank.branch_code)
+    except UnknownBank as error:
+        raise InvalidRequest(str(error), param=f"bank_account.{error.field}") from None
+    signing_secret = secrets.token_hex(32)
+    now = await clock.now()
+    async with in_transaction():
+        merchant = await Merchant.create(
+            name=name,
+            name_kana=name_kana,
+            status=MerchantStatus.ACTIVE,
+            return_signing_secret=signing_secret,
+            max_charge_amount=max_charge_amount,
+            setup_fee=setup_fee,
+            created_at=now,
+        )
+        await BankAccount.create(
+            merchant=merchant,
+            bank_code=bank.bank_code,
+            branch_code=bank.branch_code,
+            account_type=bank.account_type,
+            account_number=bank.account_number.zfill(7),
+            holder_kana=bank.holder_kana,
+            updated_at=now,
+        )
+        await FeePlan.create(
+            merchant=merchant,
+            effective_from=fee.effective_from,
+            rate=fee.rate,
+            threshold=fee.threshold,
+            per_line_amount=fee.per_line_amount,
+        )
+        _, key = await issue_api_key(merchant)
+        await audit(actor, "merchant.create", "merchant", merchant.id, name=name)
+    return merchant, key, signing_secret
+
+
+async def update_merchant(merchant_id: str, changes: dict[str, Any], *, actor: Actor) -> Merchant:
+    """Suspend or reactivate, rename, or change the per-charge maximum."""
+    async with in_transaction():
+        merchant = await find_merchant(merchant_id, lock=True)
+        for name, value in changes.items():
+            setattr(merchant, name, MerchantStatus(value) if name == "status" else value)
+        await merchant.save()
+        await audit(actor, "merchant.update", "merchant", merchant.id, **changes)
+    return merchant
+
+
+async def add_api_key(merchant_id: str, *, actor: Actor) -> tuple[ApiKey, str]:
+    """A further live key; the merchant's other keys keep working."""
+    async with in_transaction():
+        merchant = await find_merchant(merchant_id, lock=True)
+        record, key = await issue_api_key(merchant)
+        await audit(actor, "api_key.issue", "merchant", merchant.id, key_id=record.id)
+    return record, key
+
+
+async def revoke_api_key(merchant_id: str, key_id: str, *, actor: Actor) -> ApiKey:
+    """The key stops working at once; revoking a revoked key changes nothing."""
+    async with in_transaction():
+        merchant = await find_merchant(merchant_id)
+        record = await ApiKey.select_for_update().get_or_none(id=key_id, merchant_id=merchant.id)
+        if record is None:
+            raise NotFound("No such API key on this merchant.", param="key_id")
+        if record.revoked_at is None:
+            record.revoked_at = await clock.now()
+            await record.save(update_fields=["revoked_at"])
+            await audit(actor, "api_key.revoke", "merchant", merchant.id, key_id=record.id)
+    return record

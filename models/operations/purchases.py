@@ -1,0 +1,383 @@
+"""A purchase from the subscriber's answer to its decision (product.md §3, §4), and the
+monthly life of subscriptions: renewals, ``past_due`` and the cancellations that follow.
+
+The decision itself is ``billing.purchases``; this module loads what it needs, with the usage
+rows locked in one order (ID, then line) so concurrent decisions queue instead of deadlocking
+and two purchases can never both pass a limit they exceed together, and records what was
+decided with its events, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from tortoise.transactions import in_transaction
+
+from billing.periods import next_period, period_of
+from billing.purchases import Decision, PurchaseFacts, decide_purchase, decide_renewal
+from billing.states import BillingStatus, ChargeStatus, SubscriptionStatus
+from models.accounts import AccountStatus, SubscriberAccount
+from models.charges import AccountUsage, Charge, ConfirmationAttempt, FailureCode, LineUsage
+from models.clock import clock
+from models.events import Event
+from models.lines import Line, LineSession, LineStatus
+from models.merchants import Merchant, MerchantStatus
+from models.operations.charges import LIVE_SUBSCRIPTIONS, end_charge, end_subscription
+from models.outbox import RENEW_SUBSCRIPTION, VERIFY_PURCHASE, send
+from models.passwords import unseal_password, verify_password
+from models.subscriptions import Subscription
+
+__all__ = [
+    "Usage",
+    "address_in_open_session",
+    "answer_confirmation",
+    "cancel_line_subscriptions",
+    "cancel_overdue_subscriptions",
+    "create_due_renewals",
+    "decide_attempt",
+    "decide_renewal_charge",
+    "expire_unconfirmed",
+    "lock_usage",
+    "record_decision",
+]
+
+BATCH = 500
+
+
+@dataclass
+class Usage:
+    """The locked usage rows of one ID and its line for one period."""
+
+    account: AccountUsage
+    line: LineUsage
+
+
+async def lock_usage(account: SubscriberAccount, line: Line, period: str) -> Usage:
+    """Create the period's usage rows if missing, then lock both (ID first, then line)."""
+    await AccountUsage.bulk_create([AccountUsage(account=account, period=period)], ignore_conflicts=True)
+    await LineUsage.bulk_create([LineUsage(line=line, period=period)], ignore_conflicts=True)
+    account_usage = await AccountUsage.select_for_update().get(account_id=account.id, period=period)
+    line_usage = await LineUsage.select_for_update().get(line_id=line.line_id, period=period)
+    return Usage(account=account_usage, line=line_usage)
+
+
+async def address_in_open_session(line: Line, client_address: str | None) -> bool:
+    """True when the client address lies in a session of ``line`` that is open now."""
+    if not client_address:
+        return False
+    sessions = await LineSession.filter(line_id=line.line_id, ended_at=None)
+    return any(session.contains(client_address) for session in sessions)
+
+
+def _merchant_active(merchant: Merchant) -> bool:
+    return merchant.status == MerchantStatus.ACTIVE
+
+
+async def expire_target(target: Charge | Subscription, now: datetime) -> None:
+    """Not confirmed within 30 minutes: a charge fails with ``expired``, a subscription fails."""
+    if isinstance(target, Charge):
+        await end_charge(target, ChargeStatus.FAILED, now=now, code=FailureCode.EXPIRED)
+    else:
+        target.move_to(SubscriptionStatus.FAILED)
+        await target.save(update_fields=["status"])
+
+
+async def answer_confirmation(
+    target: Charge | Subscription,
+    *,
+    action: str,
+    login_id: str,
+    sealed_password: str,
+    client_address: str,
+) -> None:
+    """Record the subscriber's answer on the confirmation page: decline at once, or hand the
+    sign-in to the auth worker (the sealed password travels in the attempt row, never in a
+    message). A purchase answered already, or past its 30 minutes, is left as it stands (or
+    expired)."""
+    async with in_transaction():
+        target = await type(target).select_for_update().get(id=target.id)
+        now = await clock.now()
+        if target.status != "requires_confirmation":
+            return  # answered already (a second click, another tab): the caller shows where it stands
+        if target.expires_at is not None and target.expires_at <= now:
+            await expire_target(target, now)
+        elif action == "decline":
+            if isinstance(target, Charge):
+                await end_charge(target, ChargeStatus.CANCELED, now=now)
+            else:
+                await end_subscription(target, now=now, reason="declined")
+        else:
+            await _hand_to_auth_worker(target, login_id, sealed_password, client_address, now)
+
+
+async def _hand_to_auth_worker(
+    target: Charge | Subscription, login_id: str, sealed: str, address: str, now: datetime
+) -> None:
+    if isinstance(target, Charge):
+        charge = target
+        charge.move_to(ChargeStatus.PROCESSING)
+        charge.client_address = address
+        await charge.save(update_fields=["status", "failure_code", "client_address"])
+    else:
+        if await Charge.exists(subscription_id=target.id):
+            return  # the first month is being decided already
+        charge = await Charge.create(
+            merchant_id=target.merchant_id,
+            subscription=target,
+            renewal_period=period_of(now),
+            amount=target.amount,
+            description=target.description,
+            merchant_reference=target.merchant_reference,
+            metadata=target.metadata,
+            status=ChargeStatus.PROCESSING,
+            client_address=address,
+            created_at=now,
+        )
+    attempt = await ConfirmationAttempt.create(
+        charge=charge, login_id=login_id[:64], sealed_password=sealed, client_address=address, created_at=now
+    )
+    await send(VERIFY_PURCHASE, attempt.id)
+
+
+async def decide_attempt(attempt_id: str, *, secret_key: str) -> str | None:
+    """Decide the charge a sign-in was for (product.md §4): the password, then the line, the
+    address, the merchant and the limits, with the usage rows locked. A second delivery of the
+    same attempt finds it decided and does nothing. Answers the failure code (None: succeeded
+    or nothing to do)."""
+    async with in_transaction():
+        attempt = await ConfirmationAttempt.select_for_update().get_or_none(id=attempt_id)
+        if attempt is None or attempt.decided_at is not None:
+            return None
+        charge = await Charge.select_for_update().get(id=attempt.charge_id)
+        now = await clock.now()
+        if charge.status != ChargeStatus.PROCESSING:
+            attempt.decided_at, attempt.sealed_password = now, ""  # wiped once decided
+            await attempt.save(update_fields=["decided_at", "sealed_password"])
+            return None
+        account = await SubscriberAccount.select_for_update().get_or_none(
+            login_id=attempt.login_id, status=AccountStatus.ACTIVE
+        )
+        password = unseal_password(attempt.sealed_password or "", secret_key)
+        password_ok = (
+            account is not None and password is not None and await verify_password(account.password_hash, password)
+        )
+        line = usage = None
+        facts = PurchaseFacts(
+            now=now,
+            amount=charge.amount,
+            account_found=account is not None,
+            password_ok=password_ok,
+            failed_attempts=account.failed_attempts if account else 0,
+            locked_until=account.locked_until if account else None,
+        )
+        if account is not None and password_ok:
+            line = await Line.get(line_id=account.line_id)
+            merchant = await Merchant.get(id=charge.merchant_id)
+            usage = await lock_usage(account, line, period_of(now))
+            facts = PurchaseFacts(
+                now=now,
+                amount=charge.amount,
+                account_found=True,
+                password_ok=True,
+                failed_attempts=account.failed_attempts,
+                locked_until=account.locked_until,
+                line_active=line.status == LineStatus.ACTIVE,
+                line_eligible=line.eligible,
+                address_in_open_session=await address_in_open_session(line, attempt.client_address),
+                merchant_active=_merchant_active(merchant),
+                account_spent=usage.account.amount,
+                account_limit=account.monthly_limit,
+                line_spent=usage.line.amount,
+                line_limit=line.monthly_limit,
+            )
+        decision = decide_purchase(facts)
+        if account is not None:
+            account.failed_attempts, account.locked_until = decision.failed_attempts, decision.locked_until
+            await account.save(update_fields=["failed_attempts", "locked_until"])
+        await record_decision(charge, decision, now=now, account=account, line=line, usage=usage)
+        attempt.decided_at, attempt.sealed_password = now, ""  # wiped once decided
+        attempt.failure_code = FailureCode(decision.failure_code) if decision.failure_code else None  # type: ignore[assignment]
+        await attempt.save(update_fields=["decided_at", "sealed_password", "failure_code"])
+    return decision.failure_code
+
+
+async def decide_renewal_charge(charge_id: str) -> str | None:
+    """Decide one month's renewal charge: line, merchant and limits, no password. Answers the
+    failure code (None: succeeded, or nothing to do)."""
+    async with in_transaction():
+        charge = await Charge.select_for_update().get_or_none(id=charge_id)
+        if charge is None or charge.status != ChargeStatus.PROCESSING:
+            return None
+        subscription = await Subscription.get(id=charge.subscription_id)
+        now = await clock.now()
+        if subscription.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
+            await end_charge(charge, ChargeStatus.CANCELED, now=now)
+            return None
+        account = await SubscriberAccount.get(id=subscription.account_id)
+        line = await Line.get(line_id=account.line_id)
+        merchant = await Merchant.get(id=charge.merchant_id)
+        usage = await lock_usage(account, line, charge.renewal_period or period_of(now))
+        decision = decide_renewal(
+            PurchaseFacts(
+                now=now,
+                amount=charge.amount,
+                account_found=True,
+                password_ok=True,
+                line_active=line.status == LineStatus.ACTIVE,
+                line_eligible=line.eligible,
+                merchant_active=_merchant_active(merchant),
+                account_spent=usage.account.amount,
+                account_limit=account.monthly_limit,
+                line_spent=usage.line.amount,
+                line_limit=line.monthly_limit,
+            )
+        )
+        await record_decision(charge, decision, now=now, account=account, line=line, usage=usage)
+    return decision.failure_code
+
+
+async def record_decision(  # noqa: PLR0913 - everything the decision touches, keyword-only
+    charge: Charge,
+    decision: Decision,
+    *,
+    now: datetime,
+    account: SubscriberAccount | None,
+    line: Line | None,
+    usage: Usage | None,
+) -> None:
+    """Write ``decision`` for a ``processing`` charge, with its events and subscription."""
+    charge.decided_at = now
+    if account is not None:
+        charge.account = account
+    if line is not None:
+        charge.line = line
+    subscription = (
+        await Subscription.select_for_update().get(id=charge.subscription_id) if charge.subscription_id else None
+    )
+    if subscription is not None and subscription.status in (SubscriptionStatus.CANCELED, SubscriptionStatus.FAILED):
+        # Canceled while the subscriber was signing in: nothing is bought.
+        await charge.save()  # the account and line it was tried from
+        await end_charge(charge, ChargeStatus.CANCELED, now=now)
+        return
+    if decision.succeeded:
+        assert usage is not None  # noqa: S101 - a success is only decided with the usage locked
+        usage.account.amount += charge.amount
+        usage.line.amount += charge.amount
+        await usage.account.save(update_fields=["amount"])
+        await usage.line.save(update_fields=["amount"])
+        charge.move_to(ChargeStatus.SUCCEEDED)
+        charge.period = usage.account.period
+        charge.billing_status = BillingStatus.UNBILLED  # where every succeeded charge's billing starts
+    else:
+        charge.move_to(ChargeStatus.FAILED, failure_code=FailureCode(cast("str", decision.failure_code)))
+    await charge.save()
+    merchant_id = charge.merchant_id
+    await Event.record(
+        "charge.succeeded" if decision.succeeded else "charge.failed", merchant_id=merchant_id, obj=charge.to_api()
+    )
+    if subscription is None:
+        return
+    renewal = subscription.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+    if decision.succeeded:
+        first = subscription.status == SubscriptionStatus.REQUIRES_CONFIRMATION
+        subscription.move_to(SubscriptionStatus.ACTIVE)
+        subscription.current_period = charge.period
+        if account is not None:
+            subscription.account = account
+        if line is not None:
+            subscription.line = line
+        await subscription.save()
+        await Event.record(
+            "subscription.activated" if first else "subscription.renewed",
+            merchant_id=merchant_id,
+            obj=subscription.to_api(),
+        )
+    elif renewal:
+        subscription.move_to(SubscriptionStatus.PAST_DUE)
+        subscription.current_period = charge.renewal_period
+        await subscription.save()
+        await Event.record("subscription.past_due", merchant_id=merchant_id, obj=subscription.to_api())
+    else:
+        subscription.move_to(SubscriptionStatus.FAILED)
+        await subscription.save()
+
+
+async def cancel_line_subscriptions(line_id: str) -> int:
+    """Cancel every live subscription of a terminated line; a repeat finds none left to cancel."""
+    async with in_transaction():
+        subscriptions = await Subscription.select_for_update().filter(line_id=line_id, status__in=LIVE_SUBSCRIPTIONS)
+        now = await clock.now()
+        for subscription in subscriptions:
+            await end_subscription(subscription, now=now, reason="line_terminated")
+    return len(subscriptions)
+
+
+async def create_due_renewals(now: datetime) -> int:
+    """Scheduler job: each active subscription is charged once for every month after its current
+    one, up to this month, oldest first: a scheduler down across two month ends renews the first
+    missed month, and (once that renewal is decided and the subscription is still active) the
+    next, on later passes. The unique (subscription, renewal_period) key makes "once" true."""
+    period = period_of(now)
+    due = await Subscription.filter(status=SubscriptionStatus.ACTIVE, current_period__lt=period).limit(BATCH)
+    created = 0
+    for subscription in due:
+        async with in_transaction():
+            locked = await Subscription.select_for_update().get(id=subscription.id)
+            if locked.status != SubscriptionStatus.ACTIVE or locked.current_period is None:
+                continue
+            month = next_period(locked.current_period)
+            if month > period or await Charge.exists(subscription_id=locked.id, renewal_period=month):
+                continue
+            charge = await Charge.create(
+                merchant_id=locked.merchant_id,
+                subscription=locked,
+                renewal_period=month,
+                account_id=locked.account_id,
+                line_id=locked.line_id,
+                amount=locked.amount,
+                description=locked.description,
+                merchant_reference=locked.merchant_reference,
+                metadata=locked.metadata,
+                status=ChargeStatus.PROCESSING,
+                created_at=now,
+            )
+            await send(RENEW_SUBSCRIPTION, charge.id)
+            created += 1
+    return created
+
+
+async def expire_unconfirmed(now: datetime) -> int:
+    """Scheduler job: charges and subscriptions not confirmed within 30 minutes fail (``expired``)."""
+    expired = 0
+    async with in_transaction():
+        charges = (
+            await Charge.select_for_update(skip_locked=True)
+            .filter(status=ChargeStatus.REQUIRES_CONFIRMATION, expires_at__lte=now)
+            .limit(BATCH)
+        )
+        for charge in charges:
+            await expire_target(charge, now)
+            expired += 1
+        subscriptions = (
+            await Subscription.select_for_update(skip_locked=True)
+            .filter(status=SubscriptionStatus.REQUIRES_CONFIRMATION, expires_at__lte=now)
+            .limit(BATCH)
+        )
+        for subscription in subscriptions:
+            await expire_target(subscription, now)
+            expired += 1
+    return expired
+
+
+async def cancel_overdue_subscriptions(now: datetime) -> int:
+    """Scheduler job: a ``past_due`` subscription is canceled once its month has ended."""
+    period = period_of(now)
+    async with in_transaction():
+        overdue = await Subscription.select_for_update(skip_locked=True).filter(
+            status=SubscriptionStatus.PAST_DUE, current_period__lt=period
+        )
+        for subscription in overdue:
+            await end_subscription(subscription, now=now, reason="past_due")
+    return len(overdue)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -89,6 +92,39 @@ def test_models_and_migrations_agree() -> None:
             return [operation.describe() for writer in writers for operation in writer.operations]
 
     assert asyncio.run(pending()) == []
+
+
+MIGRATIONS = sorted(
+    path.stem for path in (Path(__file__).parents[2] / "models" / "migrations").glob("[0-9][0-9][0-9][0-9]_*.py")
+)
+# Each migration is imported in a fresh interpreter state: what ``models.*`` modules did it load?
+IMPORT_ALONE = """
+import importlib, json, sys
+loaded = {}
+for name in sys.argv[1:]:
+    for module in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
+        del sys.modules[module]
+    importlib.import_module(f"models.migrations.{name}")
+    loaded[name] = sorted(m for m in sys.modules if m == "models" or m.startswith("models."))
+print(json.dumps(loaded))
+"""
+
+
+def test_each_migration_imports_on_its_own_and_only_id_defaults_from_models() -> None:
+    """A migration imports alone, and from our code only ``models.base`` (id defaults by path),
+    never a model module: a model's enum or code changing later must not change a migration."""
+    result = subprocess.run(  # noqa: S603 - our own interpreter and our own migration names
+        [sys.executable, "-c", IMPORT_ALONE, *MIGRATIONS],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    loaded = json.loads(result.stdout)
+    assert len(MIGRATIONS) >= 13
+    for name in MIGRATIONS:
+        extra = set(loaded[name]) - {"models", "models.base", "models.migrations", f"models.migrations.{name}"}
+        assert not extra, f"{name} imports {sorted(extra)}"
 
 
 async def test_check_constraints_hold_in_the_database(db: Settings) -> None:

@@ -15,6 +15,7 @@ from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 from models.base import State, id_factory
 
@@ -26,6 +27,8 @@ __all__ = [
     "LineType",
     "address_range",
     "open_sessions_overlapping",
+    "open_sessions_starting_within",
+    "open_sessions_walking_back",
 ]
 
 LINE_ID_PATTERN = re.compile(r"^(CAF|COP)\d{10}$")
@@ -161,18 +164,13 @@ async def open_sessions_overlapping(network: str, *, exclude_line_id: str) -> li
     first, last = address_range(network)
     found: dict[str, LineSession] = {
         session.id: session
-        for session in await LineSession.filter(
-            ended_at=None, first_address__gte=first, first_address__lte=last
-        ).order_by("first_address")
+        for session in await open_sessions_starting_within(first, last)
         if session.line_id != exclude_line_id
     }
     walk_line: str | None = None
-    after: Q | None = None  # the walk's position: (first_address, id) below the last one read
+    after: LineSession | None = None
     while True:
-        query = LineSession.filter(ended_at=None, first_address__lte=first)
-        if after is not None:
-            query = query.filter(after)
-        page = await query.order_by("-first_address", "-id").limit(_PAGE)
+        page = await open_sessions_walking_back(first, after=after)
         for session in page:
             walk_line = walk_line or session.line_id
             if session.line_id != walk_line or walk_line == exclude_line_id:
@@ -181,7 +179,22 @@ async def open_sessions_overlapping(network: str, *, exclude_line_id: str) -> li
                 found[session.id] = session
         if len(page) < _PAGE:
             return sorted(found.values(), key=lambda session: session.first_address)
-        last_read = page[-1]
-        after = Q(first_address__lt=last_read.first_address) | Q(
-            first_address=last_read.first_address, id__lt=last_read.id
+        after = page[-1]
+
+
+def open_sessions_starting_within(first: str, last: str) -> QuerySet[LineSession]:
+    """Open sessions whose first address key lies in [``first``, ``last``]: one index range."""
+    return LineSession.filter(ended_at=None, first_address__gte=first, first_address__lte=last).order_by(
+        "first_address"
+    )
+
+
+def open_sessions_walking_back(first: str, *, after: LineSession | None = None) -> QuerySet[LineSession]:
+    """A page of open sessions starting at or before ``first``, nearest first, continuing below
+    ``after`` (the last session of the previous page) in ``(first_address, id)`` order."""
+    query = LineSession.filter(ended_at=None, first_address__lte=first)
+    if after is not None:
+        query = query.filter(
+            Q(first_address__lt=after.first_address) | Q(first_address=after.first_address, id__lt=after.id)
         )
+    return query.order_by("-first_address", "-id").limit(_PAGE)

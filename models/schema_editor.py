@@ -36,6 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.fields.base import Field
 from tortoise.migrations.exceptions import TortoiseMigrationError
 from tortoise.migrations.schema_editor import SqliteSchemaEditor
@@ -167,7 +168,10 @@ class RebuildKeepingSqliteSchemaEditor(SqliteSchemaEditor):
     ) -> None:
         """Create again, on the rebuilt table, what the old one had besides its columns."""
         table = model._meta.db_table
-        present = {index.columns for index in (await read_table_extras(self.client, table)).indexes if index.unique}
+        rebuilt = (
+            TableExtras(indexes=(), triggers=()) if self.collect_sql else await read_table_extras(self.client, table)
+        )
+        present = {index.columns for index in rebuilt.indexes if index.unique}
         for index in extras.indexes:
             if index.origin == "pk" or dropped.intersection(index.columns):
                 continue
@@ -217,13 +221,13 @@ class RebuildKeepingSqliteSchemaEditor(SqliteSchemaEditor):
 
     @asynccontextmanager
     async def _enforcement_off(self, table: str) -> AsyncIterator[None]:
-        """The block runs with foreign key enforcement off, in one transaction, or not at all."""
-        if self.collect_sql or not await self._foreign_keys_enforced():
+        """The block runs in one transaction with foreign key enforcement off, or not at all."""
+        if self.collect_sql:
             yield
             return
-        await self.client.execute_query("PRAGMA foreign_keys = OFF")
-        if await self._foreign_keys_enforced():  # inside a transaction the pragma does nothing
-            referring = await self._referring_tables(table)
+        if isinstance(self.client, TransactionalDBClient):
+            # SQLite ignores ``PRAGMA foreign_keys`` inside a transaction.
+            referring = await self._referring_tables(table) if await self._foreign_keys_enforced() else []
             if referring:
                 raise RebuildRefusedError(
                     f"rebuilding {table!r} inside a transaction would delete or refuse the rows of "
@@ -234,6 +238,9 @@ class RebuildKeepingSqliteSchemaEditor(SqliteSchemaEditor):
             yield
             return
         outer_client, outer_atomic = self.client, self.atomic_migration
+        enforced = await self._foreign_keys_enforced()
+        if enforced:
+            await outer_client.execute_query("PRAGMA foreign_keys = OFF")
         try:
             async with outer_client._in_transaction() as transaction:
                 # statements one by one on the transaction: executescript would commit it
@@ -241,7 +248,8 @@ class RebuildKeepingSqliteSchemaEditor(SqliteSchemaEditor):
                 yield
         finally:
             self.client, self.atomic_migration = outer_client, outer_atomic
-            await self.client.execute_query("PRAGMA foreign_keys = ON")
+            if enforced:
+                await outer_client.execute_query("PRAGMA foreign_keys = ON")
 
     async def _check_foreign_keys(self, table: str) -> None:
         if self.collect_sql:

@@ -95,7 +95,7 @@ class Invoice(Model):
     amount_paid = fields.BigIntField(default=0)
     due_date = fields.DateField()
     billing_run: fields.ForeignKeyNullableRelation[BillingRun] = fields.ForeignKeyField(
-        "models.BillingRun", related_name="invoice_set", null=True
+        "models.BillingRun", related_name="invoice_set", null=True, on_delete=fields.RESTRICT
     )
     created_at = fields.DatetimeField()
 
@@ -123,7 +123,7 @@ class InvoiceItem(Model):
         "models.Refund", related_name="invoice_item", null=True, on_delete=fields.RESTRICT
     )
     merchant: fields.ForeignKeyNullableRelation[Merchant] = fields.ForeignKeyField(
-        "models.Merchant", related_name="invoice_items", null=True
+        "models.Merchant", related_name="invoice_items", null=True, on_delete=fields.RESTRICT
     )
     description = fields.CharField(max_length=500)
     amount = fields.BigIntField()

@@ -70,7 +70,7 @@ class Posting(Model):
     )
     account = fields.CharField(max_length=64)
     merchant: fields.ForeignKeyNullableRelation[Merchant] = fields.ForeignKeyField(
-        "models.Merchant", related_name="postings", null=True
+        "models.Merchant", related_name="postings", null=True, on_delete=fields.RESTRICT
     )
     amount = fields.BigIntField()
 

@@ -10,13 +10,19 @@ from tortoise import Tortoise
 from tortoise.context import TortoiseContext
 
 from models import MODEL_MODULES
+from models.schema_editor import use_rebuild_keeping_editor
 from settings import Settings
 
 __all__ = ["close_database", "connected", "open_database", "tortoise_config"]
 
 
 def tortoise_config(settings: Settings) -> dict[str, Any]:
-    """The dict ``Tortoise.init(config=...)`` and the migration tool both take."""
+    """The dict ``Tortoise.init(config=...)`` and the migration tool both take.
+
+    Building it also makes SQLite migrations rebuild tables without losing their indexes,
+    triggers, or other tables' rows (``models.schema_editor``).
+    """
+    use_rebuild_keeping_editor()
     if settings.is_sqlite:
         credentials: dict[str, Any] | str = {
             "engine": "tortoise.backends.sqlite",

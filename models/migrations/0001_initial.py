@@ -1,19 +1,31 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
+from enum import StrEnum
 import functools
 from json import dumps, loads
-from models.accounts import AccountStatus, StaffRole
 from models.base import new_acct_id, new_ch_id, new_col_id, new_evt_id, new_inv_id, new_je_id, new_key_id, new_ls_id, new_mer_id, new_msg_id, new_muser_id, new_po_id, new_re_id, new_run_id, new_staff_id, new_sub_id, new_we_id
-from models.charges import BillingStatus, ChargeStatus, FailureCode
-from models.invoices import InvoiceStatus, ItemKind
-from models.lines import LineStatus, LineType
-from models.merchants import MerchantStatus
-from models.payouts import PayoutStatus
-from models.subscriptions import SubscriptionStatus
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
 from tortoise import fields
 from tortoise.indexes import Index
+
+# Enum types frozen as they were when this migration was written, from the descriptions below:
+# a migration must not change when a model's enum does. CharEnumField needs an enum type (the
+# column itself is a plain VARCHAR); the model's own field type is kept so that the autodetector
+# sees no change.
+AccountStatus = StrEnum("AccountStatus", {"ACTIVE": "active", "CLOSED": "closed"})
+BillingStatus = StrEnum("BillingStatus", {"UNBILLED": "unbilled", "BILLED": "billed", "COLLECTED": "collected", "UNCOLLECTIBLE": "uncollectible"})
+ChargeStatus = StrEnum("ChargeStatus", {"REQUIRES_CONFIRMATION": "requires_confirmation", "PROCESSING": "processing", "SUCCEEDED": "succeeded", "FAILED": "failed", "CANCELED": "canceled"})
+FailureCode = StrEnum("FailureCode", {"INVALID_CREDENTIALS": "invalid_credentials", "ACCOUNT_LOCKED": "account_locked", "LINE_MISMATCH": "line_mismatch", "LINE_INACTIVE": "line_inactive", "LINE_INELIGIBLE": "line_ineligible", "LIMIT_EXCEEDED": "limit_exceeded", "MERCHANT_INACTIVE": "merchant_inactive", "EXPIRED": "expired"})
+InvoiceStatus = StrEnum("InvoiceStatus", {"OPEN": "open", "PAID": "paid", "PARTIALLY_PAID": "partially_paid", "OVERDUE": "overdue", "UNCOLLECTIBLE": "uncollectible"})
+ItemKind = StrEnum("ItemKind", {"BASE_FEE": "base_fee", "CHARGE": "charge", "CREDIT": "credit"})
+LineStatus = StrEnum("LineStatus", {"ACTIVE": "active", "SUSPENDED": "suspended", "TERMINATED": "terminated"})
+LineType = StrEnum("LineType", {"HIKARI_NEXT": "hikari_next", "HIKARI_LIGHT": "hikari_light", "B_FLETS": "b_flets", "ADSL": "adsl"})
+MerchantStatus = StrEnum("MerchantStatus", {"ACTIVE": "active", "SUSPENDED": "suspended"})
+PayoutStatus = StrEnum("PayoutStatus", {"SCHEDULED": "scheduled", "PAID": "paid"})
+StaffRole = StrEnum("StaffRole", {"SUPPORT": "support", "BILLING": "billing", "FINANCE": "finance", "ADMIN": "admin"})
+SubscriptionStatus = StrEnum("SubscriptionStatus", {"REQUIRES_CONFIRMATION": "requires_confirmation", "ACTIVE": "active", "PAST_DUE": "past_due", "CANCELED": "canceled", "FAILED": "failed"})
+
 
 class Migration(migrations.Migration):
     initial = True

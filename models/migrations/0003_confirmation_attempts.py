@@ -1,9 +1,28 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
+from enum import StrEnum
 from models.base import new_att_id
-from models.charges import FailureCode
 from tortoise.fields.base import OnDelete
 from tortoise import fields
+
+
+# Enum types frozen as they were when this migration was written, from the descriptions below:
+# a migration must not change when a model's enum does. CharEnumField needs an enum type (the
+# column itself is a plain VARCHAR); the model's own field type is kept so that the autodetector
+# sees no change.
+FailureCode = StrEnum(
+    "FailureCode",
+    {
+        "INVALID_CREDENTIALS": "invalid_credentials",
+        "ACCOUNT_LOCKED": "account_locked",
+        "LINE_MISMATCH": "line_mismatch",
+        "LINE_INACTIVE": "line_inactive",
+        "LINE_INELIGIBLE": "line_ineligible",
+        "LIMIT_EXCEEDED": "limit_exceeded",
+        "MERCHANT_INACTIVE": "merchant_inactive",
+        "EXPIRED": "expired",
+    },
+)
 
 
 class Migration(migrations.Migration):

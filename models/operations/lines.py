@@ -24,7 +24,7 @@ from models.accounts import (
 )
 from models.audit_log import Actor, audit
 from models.clock import clock
-from models.lines import LINE_ID_PATTERN, Line, LineSession, LineStatus
+from models.lines import LINE_ID_PATTERN, Line, LineSession, LineStatus, open_sessions_overlapping
 from models.outbox import CANCEL_LINE_SUBSCRIPTIONS, send
 from models.passwords import generate_password, hash_password
 
@@ -151,13 +151,7 @@ async def open_session(line_id: str, address: str, *, actor: Actor) -> tuple[Lin
         current = await LineSession.filter(line_id=line.line_id, network=network, ended_at=None).first()
         if current is not None:
             return current, False
-        wanted = ipaddress.ip_network(network)
-        overlapping = [
-            other
-            for other in await LineSession.filter(ended_at=None, family=family).exclude(line_id=line.line_id)
-            if ipaddress.ip_network(other.network).overlaps(wanted)
-        ]
-        for other in overlapping:
+        for other in await open_sessions_overlapping(network, exclude_line_id=line.line_id):
             other.ended_at = now
             await other.save(update_fields=["ended_at"])
             await audit(actor, "session.superseded", "line", other.line_id, session=other.id)

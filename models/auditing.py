@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tortoise import connections
+from models.sql import execute
 
 __all__ = ["Check", "run_audit"]
 
@@ -34,12 +34,9 @@ class Check:
         return not self.breaks
 
 
-async def _ids(sql: str, period: str | None) -> list[str]:
-    connection = connections.get("default")
-    marker = "$1" if connection.capabilities.dialect == "postgres" else "?"
-    rows: list[dict[str, Any]] = await connection.execute_query_dict(
-        sql.replace("%(period)s", marker), [period] if "%(period)s" in sql else []
-    )
+async def _ids(template: str, period: str | None) -> list[str]:
+    """The ids a check's statement finds (``models.sql`` placeholders), the first few."""
+    rows: list[dict[str, Any]] = await execute(template, {"period": period})
     return [str(row["id"]) for row in rows[:SAMPLE]]
 
 

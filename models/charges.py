@@ -8,7 +8,8 @@ most one per subscription and month (``renewal_period``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from tortoise import fields
 from tortoise.models import Model
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
     from models.subscriptions import Subscription
 
 __all__ = [
+    "CHARGE_API_FIELDS",
     "AccountUsage",
+    "ApiField",
     "BillingStatus",
     "Charge",
     "ChargeStatus",
@@ -111,26 +114,55 @@ class Charge(Model):
         self.failure_code = failure_code  # type: ignore[assignment]  # Tortoise types nullable enums as non-null
 
     def to_api(self) -> dict[str, Any]:
-        """The charge object of the merchant API (and of its events)."""
-        return {
-            "id": self.id,
-            "object": "charge",
-            "status": self.status.value,
-            "amount": self.amount,
-            "currency": self.currency,
-            "description": self.description,
-            "merchant_reference": self.merchant_reference,
-            "metadata": self.metadata,
-            "return_url": self.return_url,
-            "confirmation_url": self.confirmation_url,
-            "failure_code": self.failure_code.value if self.failure_code else None,
-            "billing_status": self.billing_status.value if self.billing_status else None,
-            "subscription": self.subscription_id,
-            "refunded_amount": self.refunded_amount,
-            "payout_id": self.payout_id,
-            "period": self.period,
-            "created": int(self.created_at.timestamp()),
-        }
+        """The charge object of the merchant API (and of its events), field by field as
+        ``CHARGE_API_FIELDS`` declares it."""
+        return {field.name: field.read(self) for field in CHARGE_API_FIELDS}
+
+
+@dataclass(frozen=True)
+class ApiField:
+    """One field of the charge object: its ``name`` in the API, the model ``attribute`` it
+    shows (``None`` for the constant ``value``) and how it is shown (``kind``): ``plain``,
+    ``enum`` (its value, or null), ``json`` (a JSON column) or ``epoch`` (whole seconds)."""
+
+    name: str
+    attribute: str | None
+    kind: Literal["plain", "enum", "json", "epoch", "constant"] = "plain"
+    value: str | None = None
+
+    def read(self, charge: Charge) -> Any:
+        """The field's value for ``charge``, as the API shows it."""
+        if self.attribute is None:
+            return self.value
+        value = getattr(charge, self.attribute)
+        if self.kind == "enum":
+            return value.value if value is not None else None
+        if self.kind == "epoch":
+            return int(value.timestamp())
+        return value
+
+
+# The charge object, once: ``Charge.to_api`` reads it, and so does the month close's SQL that
+# writes the ``charge.billed`` snapshots (models/close_sql.py). A new field is added here only.
+CHARGE_API_FIELDS: tuple[ApiField, ...] = (
+    ApiField("id", "id"),
+    ApiField("object", None, "constant", "charge"),
+    ApiField("status", "status", "enum"),
+    ApiField("amount", "amount"),
+    ApiField("currency", "currency"),
+    ApiField("description", "description"),
+    ApiField("merchant_reference", "merchant_reference"),
+    ApiField("metadata", "metadata", "json"),
+    ApiField("return_url", "return_url"),
+    ApiField("confirmation_url", "confirmation_url"),
+    ApiField("failure_code", "failure_code", "enum"),
+    ApiField("billing_status", "billing_status", "enum"),
+    ApiField("subscription", "subscription_id"),
+    ApiField("refunded_amount", "refunded_amount"),
+    ApiField("payout_id", "payout_id"),
+    ApiField("period", "period"),
+    ApiField("created", "created_at", "epoch"),
+)
 
 
 class ConfirmationAttempt(Model):

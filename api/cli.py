@@ -113,19 +113,19 @@ async def _close_month(settings: Settings, period: str) -> int:
     """Close ``period`` and show its progress; in the embedded mode this process does the batches."""
     from billing.errors import MatometeError
     from models.invoices import BillingBatch, BillingRun
+    from models.operations import closing
     from settings.database import connected
-    from workers import billing
 
     async with connected(settings):
         try:
-            run = await billing.start_close(period)
+            run = await closing.start_close(period)
         except MatometeError as error:
             print(f"matomete: {error.message}", file=sys.stderr)  # noqa: T201 - the operator's answer
             return 2
         if settings.embedded:  # no worker listens to an in-process broker of another process
-            await billing.close_period.fn.__wrapped__(run.id)  # type: ignore[attr-defined]
+            await closing.plan_close(run.id, batch_lines=settings.billing_batch_lines)
             for batch in await BillingBatch.filter(run_id=run.id).order_by("first_line_id"):
-                await billing.merge_invoices.fn.__wrapped__(batch.id)  # type: ignore[attr-defined]
+                await closing.merge_batch(batch.id)
                 await _show(await BillingRun.get(id=run.id))
         while (current := await BillingRun.get(id=run.id)).status == "running":
             await _show(current)

@@ -143,22 +143,22 @@ async def close(lines: int, workers: int) -> tuple[float, float, int]:
     seconds this Python process spent on it; the batches."""
     from models.clock import clock
     from models.invoices import BillingBatch, BillingRun, Invoice
+    from models.operations import closing
     from settings import Settings
     from settings.database import close_database, open_database
-    from workers import billing
 
     settings = Settings(database_url=PG)
     context = await open_database(settings)
     clock.configure(test_clock=False)
     started, cpu = time.perf_counter(), time.process_time()
-    run = await billing.start_close(PERIOD)
-    await billing.close_period.fn.__wrapped__(run.id)
+    run = await closing.start_close(PERIOD)
+    await closing.plan_close(run.id, batch_lines=settings.billing_batch_lines)
     batches = await BillingBatch.filter(run_id=run.id).order_by("first_line_id")
     waiting = iter(batches)
 
     async def worker() -> None:
         for batch in waiting:
-            await billing.merge_invoices.fn.__wrapped__(batch.id)
+            await closing.merge_batch(batch.id)
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu

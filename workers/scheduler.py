@@ -19,9 +19,8 @@ import structlog
 
 from models.clock import Clock, clock
 from models.merchants import IdempotencyKey
-from models.operations import collections, payouts, purchases, webhooks
+from models.operations import closing, collections, payouts, purchases, webhooks
 from models.outbox import OutboxMessage
-from workers import billing
 
 __all__ = ["JOBS", "Job", "run_due_jobs", "run_scheduler"]
 
@@ -54,7 +53,7 @@ JOBS: list[Job] = [
     Job("create_due_renewals", purchases.create_due_renewals),
     Job("cancel_overdue_subscriptions", purchases.cancel_overdue_subscriptions),
     Job("enqueue_due_deliveries", webhooks.enqueue_due_deliveries),
-    Job("close_due_periods", billing.close_due_periods),
+    Job("close_due_periods", closing.close_due_periods),
     Job("mark_overdue_invoices", collections.mark_overdue),
     Job("write_off_invoices", collections.write_off),
     Job("generate_due_payouts", payouts.generate_due_payouts),

@@ -14,8 +14,8 @@ from api.ops.table import ops_routes
 from billing.errors import InvalidRequest, NotFound
 from billing.periods import valid_period
 from models.invoices import BillingRun, Invoice, InvoiceItem, InvoiceTax
+from models.operations.closing import start_close
 from models.operations.collections import debit_reference
-from workers.billing import start_close
 
 __all__ = ["invoice_view", "run_view"]
 

@@ -20,6 +20,7 @@ from models.clock import clock
 from models.events import Event
 from models.invoices import BillingBatch, BillingRun, Invoice, InvoiceItem
 from models.ledger import JournalEntry
+from models.operations import closing
 from settings import Settings
 from tests_support import Shop, answer, line_body, open_shop, settle
 from workers import billing
@@ -223,7 +224,7 @@ async def test_two_batches_of_a_run_merged_at_once_both_finish(
     on the run row, so ending both at once must not deadlock; the run adds up as one at a time."""
     monkeypatch.setattr(queues, "_worker_settings", settings.replace(billing_batch_lines=2))
     await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
-    run = await billing.start_close("2030-11")
+    run = await closing.start_close("2030-11")
     await billing.close_period.fn.__wrapped__(run.id)
     batches = await BillingBatch.filter(run_id=run.id)
     assert len(batches) == 2

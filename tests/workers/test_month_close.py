@@ -659,3 +659,35 @@ async def test_the_scheduler_makes_payouts_once_the_next_month_is_over(
     await settle(settings, made)
     assert (await run_due_jobs())["generate_due_payouts"] == 0
     assert await Payout.filter(period="2030-11").count() == 1
+
+
+async def test_a_scheduler_down_across_two_month_ends_closes_both_months_in_order_each_once(
+    client, ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """No scheduler pass from November to 5 January: the passes after close November, then
+    December (started once November has succeeded), each once, with the bills of each month."""
+    from workers.scheduler import run_due_jobs
+
+    shop: Shop = november["shop"]
+    await clock.move_to(datetime.fromisoformat("2030-12-10T10:00:00+09:00"))
+    await buy(client, settings, shop, login_id="b-hanako", password=november["b_password"], amount=210)
+    await clock.move_to(datetime.fromisoformat("2031-01-05T09:00:00+09:00"))
+    opened: list[str] = []
+    for _ in range(3):
+        if (await run_due_jobs())["close_due_periods"]:
+            opened += await BillingRun.filter(status="running").values_list("period", flat=True)
+
+        async def quiet() -> bool:
+            return not await BillingRun.exists(status="running")
+
+        await settle(settings, quiet)
+    assert opened == ["2030-11", "2030-12"]
+    runs = await BillingRun.all().order_by("period").values_list("period", "status")
+    assert runs == [("2030-11", "succeeded"), ("2030-12", "succeeded")]
+    assert (await invoice_of(ops, LINE_A, "2030-11"))["total"] == 5815
+    assert (await invoice_of(ops, LINE_B, "2030-11"))["total"] == 700
+    december = await invoice_of(ops, LINE_B, "2030-12")
+    assert [(i["kind"], i["amount"]) for i in december["items"]] == [("charge", 210)]
+    assert (await invoice_of(ops, LINE_A, "2030-12"))["total"] == 5500
+    assert (await invoice_of(ops, LINE_C, "2030-12"))["total"] == 3000
+    assert [check.name for check in await run_audit() if not check.ok] == []

@@ -1,0 +1,39 @@
+"""The billing actors are thin and say which errors are permanent; the operations name them
+right when they send them through the outbox."""
+
+from __future__ import annotations
+
+import pytest
+
+import queues
+from billing.states import IllegalTransition
+from models.operations import closing
+from settings import Settings
+from workers import billing
+
+
+def test_the_operations_send_to_actors_that_exist_on_their_queue() -> None:
+    """``CLOSE_PERIOD`` and ``MERGE_INVOICES`` name the billing actors and their queue."""
+    for ref in (closing.CLOSE_PERIOD, closing.MERGE_INVOICES):
+        actor = queues.broker.get_actor(ref.actor_name)
+        assert actor.queue_name == ref.queue_name
+
+
+def test_every_billing_actor_lists_its_permanent_errors() -> None:
+    """Each actor has ``throws=``: an unknown id and a refused state change are not retried."""
+    assert billing.close_period.options["throws"] == (closing.UnknownRun, IllegalTransition)
+    assert billing.merge_invoices.options["throws"] == (closing.UnknownBatch, IllegalTransition)
+    assert billing.batch_failed.options["throws"] == (closing.UnknownBatch, IllegalTransition)
+    assert billing.merge_invoices.options["on_retry_exhausted"] == "batch_failed"
+
+
+async def test_an_unknown_run_or_batch_is_a_permanent_error(db: Settings) -> None:
+    """Planning a run or merging or failing a batch that does not exist raises the error the
+    actors list in ``throws=`` (404 codes of their own)."""
+    with pytest.raises(closing.UnknownRun) as run:
+        await closing.plan_close("run_missing")
+    with pytest.raises(closing.UnknownBatch):
+        await closing.merge_batch(987654)
+    with pytest.raises(closing.UnknownBatch) as batch:
+        await closing.fail_batch(987654, "boom")
+    assert (run.value.status, run.value.code, batch.value.code) == (404, "billing_run_unknown", "billing_batch_unknown")

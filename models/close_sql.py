@@ -204,13 +204,13 @@ WHERE invoice_taxes.taxable_total <> excluded.taxable_total"""
 def charge_json(dialect: Dialect, alias: str = "c") -> str:
     """SQL building ``{"object": <the charge object>}`` for the charge row ``alias``, from
     ``CHARGE_API_FIELDS``, the declaration ``Charge.to_api`` reads too."""
-    columns = Charge._meta.fields_db_projection
+    columns = Charge._meta.fields_db_projection  # a field's column where it differs from its name
     pairs: list[tuple[str, str]] = []
     for field in CHARGE_API_FIELDS:
         if field.attribute is None:
             pairs.append((field.name, literal(field.value or "")))
             continue
-        column = f"{alias}.{columns[field.attribute]}"
+        column = f"{alias}.{columns.get(field.attribute, field.attribute)}"
         if field.kind == "json":
             column = dialect.json_column(column)
         elif field.kind == "epoch":

@@ -52,6 +52,7 @@ __all__ = [
     "UnknownRun",
     "close_due_periods",
     "fail_batch",
+    "fail_run",
     "merge_batch",
     "plan_close",
     "start_close",
@@ -125,6 +126,23 @@ async def plan_close(run_id: str, *, batch_lines: int | None = None) -> None:
         for batch in batches:
             await send(MERGE_INVOICES, batch.id)
     log.info("close_planned", run_id=run_id, period=run.period, batches=len(batches))
+
+
+async def fail_run(run_id: str, error: str) -> None:
+    """``close_period`` used every retry on a run: the run, still unplanned (planning is one
+    transaction), turns ``failed`` and ``error`` is logged, so it stops reading ``running`` and
+    the period can be closed again. A run planned or ended meanwhile is left as it is;
+    ``UnknownRun`` for an id no run has."""
+    now = await clock.now()
+    async with in_transaction():
+        run = await BillingRun.select_for_update().get_or_none(id=run_id)
+        if run is None:
+            raise UnknownRun(f"No billing run {run_id}.", param="run_id")
+        if run.status != RunStatus.RUNNING or run.batches_total:
+            return
+        run.status, run.finished_at = advance(run.status, RunStatus.FAILED), now
+        await run.save(update_fields=["status", "finished_at"])
+    log.error("close_failed", run_id=run_id, period=run.period, error=error[:500])
 
 
 async def merge_batch(batch_id: int) -> dict[str, int] | None:

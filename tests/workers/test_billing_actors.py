@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 import queues
-from billing.states import IllegalTransition
 from models.operations import closing
 from settings import Settings
 from workers import billing
@@ -20,15 +19,18 @@ def test_the_operations_send_to_actors_that_exist_on_their_queue() -> None:
 
 
 def test_every_billing_actor_lists_its_permanent_errors() -> None:
-    """Each actor has ``throws=``: an unknown id and a refused state change are not retried."""
-    assert billing.close_period.options["throws"] == (closing.UnknownRun, IllegalTransition)
-    assert billing.merge_invoices.options["throws"] == (closing.UnknownBatch, IllegalTransition)
-    assert billing.batch_failed.options["throws"] == (closing.UnknownBatch, IllegalTransition)
+    """Each actor has ``throws=`` (an unknown id is not retried); the two that do the work hand
+    a message out of retries to the actor that fails its run."""
+    assert billing.close_period.options["throws"] == (closing.UnknownRun,)
+    assert billing.close_failed.options["throws"] == (closing.UnknownRun,)
+    assert billing.merge_invoices.options["throws"] == (closing.UnknownBatch,)
+    assert billing.batch_failed.options["throws"] == (closing.UnknownBatch,)
+    assert billing.close_period.options["on_retry_exhausted"] == "close_failed"
     assert billing.merge_invoices.options["on_retry_exhausted"] == "batch_failed"
 
 
 async def test_an_unknown_run_or_batch_is_a_permanent_error(db: Settings) -> None:
-    """Planning a run or merging or failing a batch that does not exist raises the error the
+    """Planning or failing a run, or merging or failing a batch, that does not exist raises the error the
     actors list in ``throws=`` (404 codes of their own)."""
     with pytest.raises(closing.UnknownRun) as run:
         await closing.plan_close("run_missing")
@@ -36,4 +38,6 @@ async def test_an_unknown_run_or_batch_is_a_permanent_error(db: Settings) -> Non
         await closing.merge_batch(987654)
     with pytest.raises(closing.UnknownBatch) as batch:
         await closing.fail_batch(987654, "boom")
+    with pytest.raises(closing.UnknownRun):
+        await closing.fail_run("run_missing", "boom")
     assert (run.value.status, run.value.code, batch.value.code) == (404, "billing_run_unknown", "billing_batch_unknown")

@@ -207,6 +207,44 @@ async def test_a_batch_out_of_retries_fails_its_run_and_a_new_close_finishes_it(
     assert [check.name for check in await run_audit("2030-11") if not check.ok] == []
 
 
+PLAN_SABOTAGE = {  # a storage fault for one test: no batch of a close can be written
+    "sqlite": [
+        "CREATE TRIGGER sabotage BEFORE INSERT ON billing_batches BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+    ],
+    "postgres": [
+        "CREATE FUNCTION sabotage() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'disk on fire'; END$$",
+        "CREATE TRIGGER sabotage BEFORE INSERT ON billing_batches FOR EACH ROW EXECUTE FUNCTION sabotage()",
+    ],
+}
+PLAN_REPAIR = {
+    "sqlite": ["DROP TRIGGER sabotage"],
+    "postgres": ["DROP TRIGGER sabotage ON billing_batches", "DROP FUNCTION sabotage"],
+}
+
+
+async def test_a_close_out_of_retries_fails_its_run_and_the_month_can_be_closed_again(
+    ops: OpsClient, settings: Settings, november: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that cannot be planned (its close_period message used every retry) turns failed
+    instead of reading running for good; once mended, closing the month again succeeds."""
+    monkeypatch.setitem(billing.close_period.options, "max_retries", 0)
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    await _storage(PLAN_SABOTAGE)
+    try:
+        status, run = await ops.post("/ops/v1/billing/close", json={"period": "2030-11"})
+        assert status == 202
+
+        async def failed() -> bool:
+            return (await BillingRun.get(id=run["id"])).status == "failed"
+
+        await settle(settings, failed)
+    finally:
+        await _storage(PLAN_REPAIR)
+    assert await BillingBatch.all().count() == 0
+    again = await close(ops, settings, "2030-11")
+    assert (again["status"], again["invoices"], again["total_billed"]) == ("succeeded", 3, 5815 + 700 + 3000)
+
+
 async def test_batches_fan_out_and_add_up(
     ops: OpsClient, settings: Settings, november: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

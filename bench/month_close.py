@@ -2,12 +2,17 @@
 
 Makes LINES lines with 5 succeeded charges each in one period (PostgreSQL, COPY), then:
   floor: the plain SQL that writes the same invoices and items (three INSERT ... SELECT),
-  close: the platform's close of that period (close_period, then every merge_invoices batch,
-         WORKERS at a time in this one process, as billing workers share them out: one
-         `dramatiq` billing process with WORKERS threads runs that many batches at once),
+  close: the platform's close of that period (the operations the close_period and
+         merge_invoices actors call: every batch, WORKERS at a time in this one process, as
+         billing workers share them out: one `dramatiq` billing process with WORKERS threads
+         runs that many batches at once),
 and prints both times and their ratio. Prints figures, asserts none.
 
-    .venv/bin/python bench/month_close.py [--lines 1000000] [--workers 2]
+The database it drops and recreates is MATOMETE_BENCH_DATABASE_URL (default
+postgres://postgres@127.0.0.1:5432/matomete_bench); give each checkout its own:
+
+    MATOMETE_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/matomete_bench_close \
+        .venv/bin/python bench/month_close.py [--lines 1000000] [--workers 2]
 """
 
 from __future__ import annotations

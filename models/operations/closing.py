@@ -30,7 +30,7 @@ from billing.errors import Conflict, InvalidRequest, NotFound
 from billing.invoices import status_after_close
 from billing.ledger import billed_postings
 from billing.periods import last_day, next_period, period_end, period_of, period_start, previous_period, valid_period
-from billing.states import BillingStatus, ChargeStatus, RunStatus, advance, sources_of
+from billing.states import BillingStatus, ChargeStatus, InvoiceStatus, RunStatus, advance, sources_of
 from billing.tax import TaxLine, invoice_taxes, rate_on
 from models import close_sql
 from models.charges import Charge
@@ -274,7 +274,7 @@ async def _settle_totals(dialect: Dialect, added: list[dict[str, Any]], written:
             if rate is None:
                 rate = rates[row["tax_rate"]] = Decimal(str(row["tax_rate"]))
             items[invoice_id].append((int(row["amount"]), rate))
-    held = [(invoice_id, total, "open") for invoice_id, total in written.items()]
+    held = [(invoice_id, total, InvoiceStatus.OPEN.value) for invoice_id, total in written.items()]
     earlier = sorted({str(row["invoice_id"]) for row in added} - written.keys())
     if earlier:
         for row in await execute(close_sql.item_sums(dialect), {"earlier": earlier}):

@@ -16,7 +16,7 @@ ID_LENGTH = STAMP_DIGITS + RANDOM_DIGITS
 
 def new_id(prefix: str, *, milliseconds: int | None = None) -> str:
     """An unguessable id such as ``ch_018c2a3b4d5e9f0a1b2c3d4e``: the prefix says what it is, then
-    24 hex digits, the same format the month close writes in SQL (``workers/billing.py``).
+    24 hex digits, the same format the month close writes in SQL (``models.sql.Dialect.new_id``).
 
     The first 11 digits are the system clock's milliseconds (``milliseconds`` when given), so ids
     made later sort later and a table's index takes new ids at its end, not on every page; the

@@ -17,8 +17,10 @@ from models.clock import Clock
 
 __all__ = [
     "CANCEL_LINE_SUBSCRIPTIONS",
+    "CLOSE_PERIOD",
     "DELIVER_WEBHOOK",
     "GENERATE_PAYOUTS",
+    "MERGE_INVOICES",
     "RENEW_SUBSCRIPTION",
     "VERIFY_PURCHASE",
     "ActorRef",
@@ -48,6 +50,8 @@ class ActorRef:
 VERIFY_PURCHASE = ActorRef("auth", "verify_purchase")
 RENEW_SUBSCRIPTION = ActorRef("charges", "renew_subscription")
 CANCEL_LINE_SUBSCRIPTIONS = ActorRef("charges", "cancel_line_subscriptions")
+CLOSE_PERIOD = ActorRef("billing", "close_period")
+MERGE_INVOICES = ActorRef("billing", "merge_invoices")
 GENERATE_PAYOUTS = ActorRef("payouts", "generate_payouts")
 DELIVER_WEBHOOK = ActorRef("webhooks", "deliver_webhook")
 

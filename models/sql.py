@@ -26,6 +26,8 @@ from typing import Any
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from models.base import RANDOM_DIGITS, STAMP_DIGITS
+
 __all__ = ["POSTGRES", "SQLITE", "Dialect", "execute", "literal", "stamp"]
 
 PLACEHOLDER = re.compile(r"%\((\w+)(?::([\w\[\]]+))?\)s")
@@ -39,9 +41,9 @@ def literal(value: str) -> str:
 
 
 def stamp() -> str:
-    """11 hex digits of the system clock's milliseconds: the time-ordered head of the ids one
-    batch writes (``Dialect.new_id``), given as the ``stamp`` value."""
-    return f"{time.time_ns() // 1_000_000:011x}"
+    """The system clock's milliseconds in hex, as ``models.base.new_id`` starts every id: the
+    time-ordered head of the ids one batch writes (``Dialect.new_id``), given as ``stamp``."""
+    return f"{time.time_ns() // 1_000_000:0{STAMP_DIGITS}x}"
 
 
 @dataclass(frozen=True)
@@ -116,13 +118,13 @@ class Dialect:
         return {f"{alias}_rows": [[str(v) if isinstance(v, Decimal) else v for v in row] for row in rows]}
 
     def new_id(self, prefix: str) -> str:
-        """A fresh ``prefix_`` id of 24 hex digits: the ``stamp`` value (11 digits, see
-        ``stamp``) then 13 random ones (52 bits: ten thousand ids sharing a stamp clash once in
-        ~10^8 batches). Ids a batch writes sort together and after the batches before, so its
-        index entries go to a few pages at the end of each index, not to every page of it."""
+        """A fresh ``prefix_`` id in ``models.base.new_id``'s format: the ``stamp`` value (11 hex
+        digits, see ``stamp``) then 13 random ones (52 bits: ten thousand ids sharing a stamp
+        clash once in ~10^8 batches). Ids a batch writes sort together and after the batches
+        before, so its index entries go to a few pages at the end of each index."""
         if self.postgres:
-            return f"'{prefix}_' || %(stamp:varchar)s || substr(md5(gen_random_uuid()::text), 1, 13)"
-        return f"'{prefix}_' || %(stamp:varchar)s || substr(lower(hex(randomblob(7))), 1, 13)"
+            return f"'{prefix}_' || %(stamp:varchar)s || substr(md5(gen_random_uuid()::text), 1, {RANDOM_DIGITS})"
+        return f"'{prefix}_' || %(stamp:varchar)s || substr(lower(hex(randomblob(7))), 1, {RANDOM_DIGITS})"
 
     def epoch_seconds(self, column: str) -> str:
         """Whole seconds since 1970 of a timestamp column (``int(datetime.timestamp())``)."""

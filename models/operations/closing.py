@@ -12,8 +12,8 @@ unique keys each statement names make "at most once" true whatever happens.
 The money rules are ``billing/``'s, applied in Python between the statements: each bill's taxes
 (``billing.tax.invoice_taxes``), its status at issue (``billing.invoices.status_after_close``),
 the billed ledger entry (``billing.ledger.billed_postings``) and every run status change
-(``billing.states.advance``). Messages name their actors (``ActorRef``): this module never
-imports ``workers/``.
+(``billing.states.advance``). Messages name their actors (``models.outbox``'s ``CLOSE_PERIOD``
+and ``MERGE_INVOICES``): this module never imports ``workers/``.
 """
 
 from __future__ import annotations
@@ -40,13 +40,11 @@ from models.invoices import BillingBatch, BillingRun, ItemKind
 from models.ledger import JournalEntry
 from models.lines import Line
 from models.operations.collections import settle_by_credits
-from models.outbox import ActorRef, send
+from models.outbox import CLOSE_PERIOD, MERGE_INVOICES, send
 from models.sql import Dialect, execute, stamp
 from settings import load_settings
 
 __all__ = [
-    "CLOSE_PERIOD",
-    "MERGE_INVOICES",
     "PeriodNotEnded",
     "UnknownBatch",
     "UnknownRun",
@@ -59,8 +57,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("matomete.operations.closing")
-CLOSE_PERIOD = ActorRef("billing", "close_period")
-MERGE_INVOICES = ActorRef("billing", "merge_invoices")
 ID_CHUNK = 5000  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 _BILLABLE = sources_of(BillingStatus.BILLED)
 # Item kinds as plain strings: compared once per returned row, a million times in a close.

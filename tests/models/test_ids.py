@@ -8,7 +8,7 @@ from pathlib import Path
 
 import models.base
 from models.base import ID_PREFIXES, new_id
-from workers.billing import _stamp
+from models.sql import stamp
 
 ID_FORMAT = re.compile(r"^(?P<prefix>[a-z]+)_(?P<stamp>[0-9a-f]{11})(?P<random>[0-9a-f]{13})$")
 
@@ -35,10 +35,10 @@ def test_every_prefix_a_model_uses_is_published() -> None:
 
 
 def test_the_head_is_the_close_s_millisecond_stamp() -> None:
-    """The first 11 digits are the system clock's milliseconds, as the close's ``_stamp`` writes them."""
-    before = _stamp()
+    """The first 11 digits are the system clock's milliseconds, as the close's ``stamp`` writes them."""
+    before = stamp()
     made = new_id("inv")
-    after = _stamp()
+    after = stamp()
     assert before <= made[4:15] <= after
 
 

@@ -1,21 +1,13 @@
-"""The billing actors are thin and say which errors are permanent; the operations name them
-right when they send them through the outbox."""
+"""The billing actors are thin and say which errors are permanent (tests/test_structure.py
+holds the close's ActorRefs in models/outbox.py to the declared actors)."""
 
 from __future__ import annotations
 
 import pytest
 
-import queues
 from models.operations import closing
 from settings import Settings
 from workers import billing
-
-
-def test_the_operations_send_to_actors_that_exist_on_their_queue() -> None:
-    """``CLOSE_PERIOD`` and ``MERGE_INVOICES`` name the billing actors and their queue."""
-    for ref in (closing.CLOSE_PERIOD, closing.MERGE_INVOICES):
-        actor = queues.broker.get_actor(ref.actor_name)
-        assert actor.queue_name == ref.queue_name
 
 
 def test_every_billing_actor_lists_its_permanent_errors() -> None:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/matomete_test
 AMQP_TEST_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 
-.PHONY: help up test test-embedded test-services lint migrations check-migrations bench clean
+.PHONY: help up test test-embedded test-services lint golden migrations check-migrations bench clean
 
 help: ## list the developer commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ lint: $(BIN)/matomete ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+
+golden: $(BIN)/matomete ## rewrite the month close's rendered SQL (tests/models/golden/) after a deliberate change
+	MATOMETE_UPDATE_GOLDEN=1 $(BIN)/pytest -q -p no:cacheprovider tests/models/test_close_sql.py
 
 migrations: $(BIN)/matomete ## write a migration for model changes (tortoise makemigrations)
 	MATOMETE_DATABASE_URL=sqlite:///tmp/matomete-makemigrations.sqlite3 $(BIN)/tortoise -c settings.database.TORTOISE_ORM makemigrations

@@ -2,8 +2,8 @@
 accidental change shows in a diff), and the backend of this pass plans every one of them
 (types, placeholders and names are right) without running it.
 
-Regenerate the golden files after a deliberate change:
-``MATOMETE_UPDATE_GOLDEN=1 .venv/bin/pytest -p no:cacheprovider tests/models/test_close_sql.py``.
+Regenerate the golden files after a deliberate change: ``make golden``
+(``MATOMETE_UPDATE_GOLDEN=1`` on this module).
 """
 
 from __future__ import annotations

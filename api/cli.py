@@ -180,7 +180,7 @@ def _export_zengin(settings: Settings, period: str, output: str) -> int:
 
 async def _audit(settings: Settings, period: str | None) -> int:
     """Print each invariant with ok or what breaks it; non-zero when anything does."""
-    from models.auditing import run_audit
+    from models.invariants import run_audit
     from settings.database import connected
 
     async with connected(settings):

@@ -30,7 +30,15 @@ from billing.errors import Conflict, InvalidRequest, NotFound
 from billing.invoices import status_after_close
 from billing.ledger import billed_postings
 from billing.periods import last_day, next_period, period_end, period_of, period_start, previous_period, valid_period
-from billing.states import BillingStatus, ChargeStatus, InvoiceStatus, RunStatus, advance, sources_of
+from billing.states import (
+    BillingStatus,
+    ChargeStatus,
+    InvoiceStatus,
+    RunStatus,
+    SubscriptionStatus,
+    advance,
+    sources_of,
+)
 from billing.tax import TaxLine, invoice_taxes, rate_on
 from models import close_sql
 from models.charges import Charge
@@ -42,6 +50,7 @@ from models.lines import Line
 from models.operations.collections import settle_by_credits
 from models.outbox import CLOSE_PERIOD, MERGE_INVOICES, send
 from models.sql import Dialect, execute, stamp
+from models.subscriptions import Subscription
 from settings import load_settings
 
 __all__ = [
@@ -389,6 +398,20 @@ async def close_due_periods(now: datetime) -> int:
             return 0
         if RunStatus.FAILED in statuses:
             return 0
+        if await _renewals_pending(period):
+            log.info("close_waits_for_renewals", period=period)
+            return 0
         await start_close(period)
         return 1
     return 0
+
+
+async def _renewals_pending(period: str) -> bool:
+    """Whether a renewal that belongs to ``period`` or before may still succeed: one being
+    decided, or an active subscription not yet charged for the months up to ``period``. A renewal
+    is billed in the month it renews (product.md §5), so the close of that month waits for it (a
+    scheduler that missed month ends creates and decides the renewals of each month in turn)."""
+    deciding = await Charge.exists(
+        status=ChargeStatus.PROCESSING, subscription_id__not_isnull=True, renewal_period__lte=period
+    )
+    return deciding or await Subscription.exists(status=SubscriptionStatus.ACTIVE, current_period__lt=period)

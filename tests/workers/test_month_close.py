@@ -14,10 +14,10 @@ from tortoise import connections
 import queues
 from billing.zengin_records import read_transfer_file
 from conftest import OpsClient
-from models.auditing import run_audit
 from models.charges import Charge, Refund
 from models.clock import clock
 from models.events import Event
+from models.invariants import run_audit
 from models.invoices import BillingBatch, BillingRun, Invoice, InvoiceItem
 from models.ledger import JournalEntry
 from models.operations import closing

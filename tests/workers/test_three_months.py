@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from conftest import OpsClient
-from models.auditing import run_audit
 from models.charges import Charge
+from models.invariants import run_audit
 from models.invoices import BillingRun, Invoice
 from models.payouts import Payout
 from models.subscriptions import Subscription

@@ -7,18 +7,18 @@ import pytest
 
 from models.operations import closing
 from settings import Settings
-from workers import billing
+from workers import billing as billing_queue
 
 
 def test_every_billing_actor_lists_its_permanent_errors() -> None:
     """Each actor has ``throws=`` (an unknown id is not retried); the two that do the work hand
     a message out of retries to the actor that fails its run."""
-    assert billing.close_period.options["throws"] == (closing.UnknownRun,)
-    assert billing.close_failed.options["throws"] == (closing.UnknownRun,)
-    assert billing.merge_invoices.options["throws"] == (closing.UnknownBatch,)
-    assert billing.batch_failed.options["throws"] == (closing.UnknownBatch,)
-    assert billing.close_period.options["on_retry_exhausted"] == "close_failed"
-    assert billing.merge_invoices.options["on_retry_exhausted"] == "batch_failed"
+    assert billing_queue.close_period.options["throws"] == (closing.UnknownRun,)
+    assert billing_queue.close_failed.options["throws"] == (closing.UnknownRun,)
+    assert billing_queue.merge_invoices.options["throws"] == (closing.UnknownBatch,)
+    assert billing_queue.batch_failed.options["throws"] == (closing.UnknownBatch,)
+    assert billing_queue.close_period.options["on_retry_exhausted"] == "close_failed"
+    assert billing_queue.merge_invoices.options["on_retry_exhausted"] == "batch_failed"
 
 
 async def test_an_unknown_run_or_batch_is_a_permanent_error(db: Settings) -> None:

@@ -23,7 +23,7 @@ from models.ledger import JournalEntry
 from models.operations import closing
 from settings import Settings
 from tests_support import Shop, answer, line_body, open_shop, settle
-from workers import billing
+from workers import billing as billing_queue
 
 pytestmark = pytest.mark.usefixtures("worker")
 RETURN_URL = "https://shop.example/r"
@@ -152,7 +152,7 @@ async def test_a_redelivered_batch_changes_nothing(
     run = await close(ops, settings, "2030-11")
     batch = await BillingBatch.get(run_id=run["id"])
     items = await InvoiceItem.all().count()
-    await billing.merge_invoices.fn.__wrapped__(batch.id)
+    await billing_queue.merge_invoices.fn.__wrapped__(batch.id)
     assert await InvoiceItem.all().count() == items
     assert (await BillingRun.get(id=run["id"])).batches_done == 1
 
@@ -181,7 +181,7 @@ async def test_a_batch_out_of_retries_fails_its_run_and_a_new_close_finishes_it(
 ) -> None:
     """A batch failing its last retry marks the batch (with the error) and the run failed, writes
     nothing; once the fault is mended, closing the period again bills exactly what was due."""
-    monkeypatch.setitem(billing.merge_invoices.options, "max_retries", 0)
+    monkeypatch.setitem(billing_queue.merge_invoices.options, "max_retries", 0)
     await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
     await _storage(SABOTAGE)
     try:
@@ -227,7 +227,7 @@ async def test_a_close_out_of_retries_fails_its_run_and_the_month_can_be_closed_
 ) -> None:
     """A run that cannot be planned (its close_period message used every retry) turns failed
     instead of reading running for good; once mended, closing the month again succeeds."""
-    monkeypatch.setitem(billing.close_period.options, "max_retries", 0)
+    monkeypatch.setitem(billing_queue.close_period.options, "max_retries", 0)
     await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
     await _storage(PLAN_SABOTAGE)
     try:
@@ -263,10 +263,10 @@ async def test_two_batches_of_a_run_merged_at_once_both_finish(
     monkeypatch.setattr(queues, "_worker_settings", settings.replace(billing_batch_lines=2))
     await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
     run = await closing.start_close("2030-11")
-    await billing.close_period.fn.__wrapped__(run.id)
+    await billing_queue.close_period.fn.__wrapped__(run.id)
     batches = await BillingBatch.filter(run_id=run.id)
     assert len(batches) == 2
-    await asyncio.gather(*(billing.merge_invoices.fn.__wrapped__(batch.id) for batch in batches))
+    await asyncio.gather(*(billing_queue.merge_invoices.fn.__wrapped__(batch.id) for batch in batches))
     done = await BillingRun.get(id=run.id)
     assert (done.status, done.batches_done, done.invoices, done.total_billed) == ("succeeded", 2, 3, 9515)
 

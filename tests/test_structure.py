@@ -107,3 +107,15 @@ def test_no_actor_is_imported_to_be_called_directly(package):
             if (isinstance(node, ast.Attribute) and node.attr == "fn")
         ]
     assert calls == []
+
+
+def test_workers_hold_no_money_rule():
+    """Actors only call operations: no worker reaches for tax, ledger, bill status or a state machine."""
+    rules = {"billing.tax", "billing.ledger", "billing.invoices", "billing.states", "models.ledger", "models.close_sql"}
+    found = {
+        str(path.relative_to(ROOT)): sorted(
+            name for name in _imports(path) if name.rsplit(".", 1)[0] in rules or name in rules
+        )
+        for path in _package("workers")
+    }
+    assert {path: names for path, names in found.items() if names} == {}

@@ -399,7 +399,7 @@ async def close_due_periods(now: datetime) -> int:
         if RunStatus.FAILED in statuses:
             return 0
         if await _renewals_pending(period):
-            log.info("close_waits_for_renewals", period=period)
+            log.debug("close_waits_for_renewals", period=period)  # asked again every tick: not an info line each time
             return 0
         await start_close(period)
         return 1

@@ -90,6 +90,22 @@ class UnknownBatch(NotFound):
     code = "billing_batch_unknown"
 
 
+async def _locked_run(run_id: str) -> BillingRun:
+    """The run ``run_id``, locked; ``UnknownRun`` (permanent for the actors) when none has it."""
+    run = await BillingRun.select_for_update().get_or_none(id=run_id)
+    if run is None:
+        raise UnknownRun(f"No billing run {run_id}.", param="run_id")
+    return run
+
+
+async def _locked_batch(batch_id: int) -> BillingBatch:
+    """The batch ``batch_id``, locked; ``UnknownBatch`` (permanent for the actors) when none has it."""
+    batch = await BillingBatch.select_for_update().get_or_none(id=batch_id)
+    if batch is None:
+        raise UnknownBatch(f"No billing batch {batch_id}.", param="batch_id")
+    return batch
+
+
 async def start_close(period: str) -> BillingRun:
     """Open a billing run for ``period`` and send ``close_period`` for it, in one transaction;
     refused while the period has not ended (``PeriodNotEnded``) or while a run of it is running."""
@@ -113,9 +129,7 @@ async def plan_close(run_id: str, *, batch_lines: int | None = None) -> None:
     succeeds at once. ``UnknownRun`` for an id no run has."""
     size = batch_lines if batch_lines is not None else load_settings().billing_batch_lines
     async with in_transaction():
-        run = await BillingRun.select_for_update().get_or_none(id=run_id)
-        if run is None:
-            raise UnknownRun(f"No billing run {run_id}.", param="run_id")
+        run = await _locked_run(run_id)
         if run.status != RunStatus.RUNNING or run.batches_total:
             return
         dialect = Dialect.for_connection()
@@ -140,9 +154,7 @@ async def fail_run(run_id: str, error: str) -> None:
     ``UnknownRun`` for an id no run has."""
     now = await clock.now()
     async with in_transaction():
-        run = await BillingRun.select_for_update().get_or_none(id=run_id)
-        if run is None:
-            raise UnknownRun(f"No billing run {run_id}.", param="run_id")
+        run = await _locked_run(run_id)
         if run.status != RunStatus.RUNNING or run.batches_total:
             return
         run.status, run.finished_at = advance(run.status, RunStatus.FAILED), now
@@ -155,9 +167,7 @@ async def merge_batch(batch_id: int) -> dict[str, int] | None:
     invoices, total, charges), or ``None`` for a batch already done (a redelivery).
     ``UnknownBatch`` for an id no batch has."""
     async with in_transaction():
-        batch = await BillingBatch.select_for_update().get_or_none(id=batch_id)
-        if batch is None:
-            raise UnknownBatch(f"No billing batch {batch_id}.", param="batch_id")
+        batch = await _locked_batch(batch_id)
         if batch.done_at is not None:
             return None
         run = await BillingRun.get(id=batch.run_id)
@@ -186,9 +196,7 @@ async def fail_batch(batch_id: int, error: str) -> None:
     already is left as it is; ``UnknownBatch`` for an id no batch has."""
     now = await clock.now()
     async with in_transaction():
-        batch = await BillingBatch.select_for_update().get_or_none(id=batch_id)
-        if batch is None:
-            raise UnknownBatch(f"No billing batch {batch_id}.", param="batch_id")
+        batch = await _locked_batch(batch_id)
         if batch.done_at is not None or batch.failed_at is not None:
             return
         batch.failed_at, batch.error = now, error[:500]

@@ -16,12 +16,12 @@ from tortoise.models import Model
 
 from models.base import id_factory
 from models.clock import clock
-from models.outbox import DELIVER_WEBHOOK, ActorRef, send, send_many
+from models.outbox import DELIVER_WEBHOOK, send, send_many
 
 if TYPE_CHECKING:
     from models.merchants import Merchant
 
-__all__ = ["EVENT_TYPES", "ActorRef", "DeliveryAttempt", "Event", "WebhookDelivery", "WebhookEndpoint"]
+__all__ = ["EVENT_TYPES", "DeliveryAttempt", "Event", "WebhookDelivery", "WebhookEndpoint"]
 
 EVENT_TYPES = (
     "charge.succeeded",

@@ -7,11 +7,18 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
-__all__ = ["ID_PREFIXES", "State", "id_factory", "new_id"]
+__all__ = ["ID_COLUMN_LENGTH", "ID_PREFIXES", "State", "fits_id_column", "id_factory", "new_id"]
 
 STAMP_DIGITS = 11
 RANDOM_DIGITS = 13
 ID_LENGTH = STAMP_DIGITS + RANDOM_DIGITS
+ID_COLUMN_LENGTH = 32  # every prefixed id column (``CharField(max_length=32)``)
+
+
+def fits_id_column(value: str) -> bool:
+    """Whether ``value`` could be an id at all: a longer one is no object's (and would make the
+    database refuse the lookup instead of answering "none")."""
+    return len(value) <= ID_COLUMN_LENGTH
 
 
 def new_id(prefix: str, *, milliseconds: int | None = None) -> str:

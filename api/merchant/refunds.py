@@ -11,9 +11,9 @@ from api.http import Body, json_response
 from api.merchant.fields import Amount
 from api.merchant.lists import page
 from api.merchant.table import acting_merchant, merchant_of, merchant_routes
-from billing.errors import NotFound
 from models.charges import Refund
 from models.operations import charges
+from models.operations.charges import not_found
 
 __all__ = ["refund_view"]
 
@@ -75,7 +75,7 @@ async def get_refund(request: web.Request) -> web.Response:
     refund_id = request.match_info["id"]
     refund = await Refund.get_or_none(id=refund_id, charge__merchant_id=merchant_of(request).id)
     if refund is None:
-        raise NotFound(f"No such refund: {refund_id}.", param="id")
+        raise not_found("refund", refund_id)
     return json_response(refund_view(refund))
 
 

@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 from billing.errors import Conflict, InvalidRequest, NotFound
 from billing.states import ChargeStatus, SubscriptionStatus
 from models.audit_log import Actor, audit
+from models.base import fits_id_column
 from models.charges import Charge, FailureCode, Refund
 from models.clock import clock
 from models.events import Event
@@ -66,7 +67,7 @@ async def find_owned(  # noqa: PLR0913 - the owner, the kind for the message, an
     """``model`` ``object_id`` if it is ``merchant_id``'s (and matches ``also``); else ``NotFound``."""
     query: Any = model.select_for_update() if lock else model
     found: M | None = (
-        await query.get_or_none(id=object_id, merchant_id=merchant_id, **also) if len(object_id) <= 32 else None
+        await query.get_or_none(id=object_id, merchant_id=merchant_id, **also) if fits_id_column(object_id) else None
     )
     if found is None:
         raise not_found(kind, object_id, param)

@@ -23,6 +23,7 @@ from billing.periods import JST
 from billing.splits import spread_payment
 from billing.states import BillingStatus, InvoiceStatus, advance, sources_of
 from billing.zengin_records import DebitResult
+from models.base import fits_id_column
 from models.charges import Charge
 from models.clock import clock
 from models.events import Event
@@ -90,7 +91,7 @@ async def apply_collection(  # noqa: PLR0913 - one keyword per fact of the payme
     param: str = "invoice_id",
 ) -> Collection:
     """Record ``amount`` paid on an invoice; refused above what is owed or on a written-off bill."""
-    invoice = await Invoice.select_for_update().get_or_none(id=invoice_id) if len(invoice_id) <= 32 else None
+    invoice = await Invoice.select_for_update().get_or_none(id=invoice_id) if fits_id_column(invoice_id) else None
     if invoice is None:
         raise InvalidRequest(f"No invoice {invoice_id}.", param=param, code="invoice_unknown")
     if invoice.status == InvoiceStatus.UNCOLLECTIBLE:
@@ -242,13 +243,20 @@ def debit_reference(line_id: str, period: str) -> str:
     return line_id + period.replace("-", "")
 
 
+def _invoice_key(reference: str) -> tuple[str, str] | None:
+    """The (line id, period) a 顧客番号 names: ``debit_reference`` read back; None when it cannot be one."""
+    if len(reference) != REFERENCE_LENGTH:
+        return None
+    return reference[:13], f"{reference[13:17]}-{reference[17:]}"
+
+
 async def import_debit_results(results: list[DebitResult], *, now: datetime) -> dict[str, int]:
     """Apply a 口座振替 result file: each debited record (code 0) is a collection; other codes
     record nothing (the bill stays open, then overdue). All or nothing: an unknown 顧客番号
     refuses the file. A record imported before counts once. The invoices and the records imported
     before are found with one query each for the whole file, not one per record."""
     references = [result.customer_number.strip() for result in results]
-    wanted = {(ref[:13], f"{ref[13:17]}-{ref[17:]}") for ref in references if len(ref) == REFERENCE_LENGTH}
+    wanted = {key for key in map(_invoice_key, references) if key is not None}
     invoices: dict[tuple[str, str], Invoice] = {}
     if wanted:
         found = await Invoice.filter(
@@ -263,8 +271,9 @@ async def import_debit_results(results: list[DebitResult], *, now: datetime) -> 
     }
     summary = {"debited": 0, "already_imported": 0, "not_debited": 0}
     for index, (result, reference) in enumerate(zip(results, references, strict=True), start=1):
-        invoice = invoices.get((reference[:13], f"{reference[13:17]}-{reference[17:]}"))
-        if len(reference) != REFERENCE_LENGTH or invoice is None:
+        key = _invoice_key(reference)
+        invoice = invoices.get(key) if key is not None else None
+        if invoice is None:
             raise InvalidRequest(
                 f"record {index + 1}: no invoice for 顧客番号 {reference!r}.", param="file", code="invoice_unknown"
             )

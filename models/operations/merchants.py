@@ -17,6 +17,7 @@ from tortoise.transactions import in_transaction
 from billing.errors import InvalidRequest, NotFound
 from billing.zengin import UnknownBank, check_bank_branch
 from models.audit_log import Actor, audit
+from models.base import fits_id_column
 from models.clock import clock
 from models.merchants import ApiKey, BankAccount, FeePlan, Merchant, MerchantStatus
 
@@ -71,7 +72,7 @@ async def api_key_record(key: str) -> ApiKey | None:
 async def find_merchant(merchant_id: str, *, lock: bool = False) -> Merchant:
     """The merchant ``merchant_id``; ``NotFound`` otherwise."""
     query = Merchant.select_for_update() if lock else Merchant
-    merchant = await query.get_or_none(id=merchant_id) if len(merchant_id) <= 32 else None
+    merchant = await query.get_or_none(id=merchant_id) if fits_id_column(merchant_id) else None
     if merchant is None:
         raise NotFound(f"No merchant {merchant_id}.", param="id")
     return merchant

@@ -26,6 +26,7 @@ from billing.states import RunStatus
 from billing.zengin import to_zengin_kana
 from billing.zengin_records import Payee, Payer, transfer_file
 from models.audit_log import Actor, audit
+from models.base import fits_id_column
 from models.charges import Charge
 from models.clock import clock
 from models.events import Event
@@ -237,7 +238,7 @@ async def generate_due_payouts(now: datetime) -> int:
 async def mark_paid(payout_id: str, *, actor: Actor) -> Payout:
     """Finance confirms the transfer went out; ``payout.paid`` tells the merchant."""
     async with in_transaction():
-        payout = await Payout.select_for_update().get_or_none(id=payout_id) if len(payout_id) <= 32 else None
+        payout = await Payout.select_for_update().get_or_none(id=payout_id) if fits_id_column(payout_id) else None
         if payout is None:
             raise NotFound("No such payout.", param="id")
         if payout.status == PayoutStatus.PAID:

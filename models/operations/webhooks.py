@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from tortoise.transactions import in_transaction
 
 from billing.errors import InvalidRequest
+from models.base import fits_id_column
 from models.clock import clock
 from models.events import DELIVERY_LEASE, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from models.operations.charges import find_owned, not_found
@@ -183,7 +184,7 @@ async def rotate_secret(merchant_id: str, endpoint_id: str) -> tuple[WebhookEndp
 async def redeliver_event(merchant_id: str, event_id: str) -> Event:
     """Every enabled endpoint that wants the event gets it again, under the same ``webhook-id``."""
     async with in_transaction():
-        event = await Event.get_or_none(id=event_id, merchant_id=merchant_id) if len(event_id) <= 32 else None
+        event = await Event.get_or_none(id=event_id, merchant_id=merchant_id) if fits_id_column(event_id) else None
         if event is None:
             raise not_found("event", event_id)
         now = await clock.now()

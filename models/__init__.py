@@ -13,4 +13,5 @@ MODEL_MODULES = [
     "models.events",
     "models.outbox",
     "models.audit_log",
+    "models.site_sessions",
 ]

@@ -105,6 +105,9 @@ class Charge(Model):
             ("status", "expires_at"),
             ("period", "billing_status"),
             ("line_id", "period"),
+            # The merchant site's purchase filters, newest first, read a page by index.
+            ("merchant_id", "status", "created_at"),
+            ("merchant_id", "billing_status", "created_at"),
         )
 
     def move_to(self, target: ChargeStatus, *, failure_code: FailureCode | None = None) -> None:

@@ -7,6 +7,8 @@ nothing); the key itself is shown once, when it is issued.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -42,6 +44,8 @@ class Merchant(Model):
     return_signing_secret = fields.CharField(max_length=128)
     max_charge_amount = fields.BigIntField(default=DEFAULT_MAX_CHARGE)
     setup_fee = fields.BigIntField(default=0)
+    # An admin may require every user of the merchant to sign in with a TOTP second step.
+    require_totp = fields.BooleanField(default=False, db_default=False)
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -59,6 +63,8 @@ class ApiKey(Model):
     key_hash = fields.CharField(max_length=64, unique=True)
     created_at = fields.DatetimeField()
     revoked_at = fields.DatetimeField(null=True)
+    # Written at most once a minute per key (``models.operations.merchants.note_key_used``).
+    last_used_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "api_keys"
@@ -112,7 +118,16 @@ class MerchantUser(Model):
     role = fields.CharField(max_length=16)
     password_hash = fields.CharField(max_length=255)
     active = fields.BooleanField(default=True)
+    failed_attempts = fields.SmallIntField(default=0, db_default=0)
+    locked_until = fields.DatetimeField(null=True)
+    # Base32 RFC 6238 secret; ``totp_enabled`` once the user has proved a code from it.
+    totp_secret = fields.CharField(max_length=64, null=True)
+    totp_enabled = fields.BooleanField(default=False, db_default=False)
+    last_sign_in_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
+
+    if TYPE_CHECKING:
+        merchant_id: str
 
     class Meta:
         table = "merchant_users"

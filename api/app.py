@@ -5,11 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
-import aiohttp_jinja2
 import aiohttp_session
-import jinja2
 from aiohttp import web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
@@ -19,8 +16,11 @@ from api import confirm, health
 from api import demo as demo_routes
 from api.keys import BROKER_PROBE, SETTINGS
 from api.merchant import merchant_app
+from api.merchant_site import ROUTES as MERCHANT_SITE_ROUTES
+from api.merchant_site import SITE as MERCHANT_SITE
 from api.middlewares import error_middleware, request_id_middleware
 from api.ops import ops_app
+from api.site import setup_sites
 from models.clock import clock
 from settings import Settings, SettingsError
 from settings.database import connected
@@ -28,7 +28,6 @@ from settings.database import connected
 __all__ = ["create_app"]
 
 MAX_BODY_BYTES = 1024 * 1024
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _database_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -51,10 +50,12 @@ def create_app(
     app[SETTINGS] = settings
     app[BROKER_PROBE] = broker_probe or queues.broker_probe(settings)
     app.cleanup_ctx.append(_database_ctx(settings))
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     aiohttp_session.setup(app, _cookie_storage(settings))
+    setup_sites(app, [MERCHANT_SITE])
     app.add_routes(health.routes)
     app.add_routes(confirm.routes)
+    for routes in MERCHANT_SITE_ROUTES:
+        app.add_routes(routes)
     if demo:
         app.add_routes(demo_routes.routes)
     app.add_subapp("/ops/v1", ops_app(settings))

@@ -16,7 +16,7 @@ from api.http import Body, json_response
 from api.ops.table import operator, ops_routes
 from billing.zengin import to_zengin_kana
 from models.merchants import DEFAULT_MAX_CHARGE, ApiKey, BankAccount, FeePlan, Merchant
-from models.operations import merchants
+from models.operations import merchants, site_users
 
 __all__: list[str] = []
 FIRST_PERIOD = "2000-01"
@@ -205,3 +205,39 @@ async def revoke_api_key(request: web.Request) -> web.Response:
         request.match_info["id"], request.match_info["key_id"], actor=operator(request)
     )
     return json_response(_key_view(record))
+
+
+class MerchantUserCreate(Body):
+    """A staff member of the merchant for the data management site."""
+
+    email: Annotated[str, Field(min_length=3, max_length=254)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    role: Literal["admin", "developer", "viewer"]
+
+
+class MerchantUserOut(BaseModel):
+    """A merchant user; ``initial_password`` only in the answer that made it."""
+
+    id: str
+    email: str
+    name: str
+    role: str
+    initial_password: str | None = None
+
+
+@ops_routes.route(
+    "POST",
+    "/merchants/{id}/users",
+    summary="Add a user of the merchant data management site",
+    body=MerchantUserCreate,
+    response=MerchantUserOut,
+    status=201,
+    errors=(400, 401, 404, 409),
+)
+async def create_merchant_user(request: web.Request, body: MerchantUserCreate) -> web.Response:
+    """The user, with a first password shown once (stored only as an argon2id hash)."""
+    user, password = await site_users.create_merchant_user(
+        request.match_info["id"], email=body.email, name=body.name, role=body.role, actor=operator(request)
+    )
+    view = {"id": user.id, "email": user.email, "name": user.name, "role": user.role, "initial_password": password}
+    return json_response(view, status=201)

@@ -34,6 +34,7 @@ def _body_operations() -> list[tuple[str, str, str]]:
         "/accounts/{login_id}/reset_password": "reason",
         "/merchants": "name",
         "/merchants/{id}": "max_charge_amount",
+        "/merchants/{id}/users": "email",
         "/clock": "now",
         "/billing/close": "period",
         "/collections": "rows",

@@ -1,0 +1,45 @@
+"""The page text catalogue: every message a template uses has its Japanese words, once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from api.site.i18n import catalogue_files, translations
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _template_messages() -> set[str]:
+    method_map = [("api/templates/**.html", "jinja2")]
+    options = {"api/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    found = set()
+    for _, _, message, _, _ in extract_from_dir(str(ROOT), method_map, options_map=options):
+        found.add(message if isinstance(message, str) else message[0])
+    return found
+
+
+def test_every_template_message_has_japanese_words() -> None:
+    """Each message id of every template is translated in the Japanese catalogue (no English leaks)."""
+    japanese = translations("ja")
+    missing = sorted(m for m in _template_messages() if japanese.gettext(m) == m or not japanese.gettext(m))
+    assert not missing, f"add these to api/locale/ja/LC_MESSAGES/*.po: {missing}"
+
+
+def test_each_message_is_translated_in_one_catalogue_file_only() -> None:
+    """No message id is in two site catalogues, where one would silently win over the other."""
+    counts: Counter[str] = Counter()
+    for path in catalogue_files("ja"):
+        with path.open("rb") as source:
+            counts.update(message.id for message in read_po(source) if message.id)
+    twice = sorted(message for message, count in counts.items() if count > 1)
+    assert not twice, f"translated in more than one .po file: {twice}"
+
+
+def test_english_pages_show_the_message_ids() -> None:
+    """English is the message ids themselves: a message reads the same through the English catalogue."""
+    assert translations("en").gettext("Sign in") == "Sign in"
+    assert translations("ja").gettext("Sign in") == "ログイン"

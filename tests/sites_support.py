@@ -1,0 +1,60 @@
+"""Helpers for tests of the sites: forms with their CSRF token, and signing in."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form on a page."""
+    found = CSRF_FIELD.search(html)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+class SiteBrowser:
+    """An aiohttp test client used like a browser without JavaScript: it keeps the cookies,
+    reads each form's CSRF token from the page and sends it back."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.token = ""
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, str]:
+        """GET ``path`` without following redirects; remember the page's CSRF token."""
+        response = await self.client.get(path, allow_redirects=False, **kwargs)
+        text = await response.text()
+        found = CSRF_FIELD.search(text)
+        if found:
+            self.token = found.group(1)
+        return response.status, text
+
+    async def post(self, path: str, data: dict[str, Any] | None = None, *, csrf: str | None = None) -> Any:
+        """POST a form with the last CSRF token seen (or ``csrf``, to forge one); no redirects followed."""
+        form = dict(data or {})
+        form["csrf_token"] = self.token if csrf is None else csrf
+        response = await self.client.post(path, data=form, allow_redirects=False)
+        text = await response.text()
+        found = CSRF_FIELD.search(text)
+        if found:
+            self.token = found.group(1)
+        response.body_text = text
+        return response
+
+    async def sign_in(self, email: str, password: str, *, prefix: str = "/merchant") -> Any:
+        """Open the sign-in page and post the e-mail and password."""
+        await self.get(f"{prefix}/login")
+        return await self.post(f"{prefix}/login", {"email": email, "password": password})
+
+
+async def merchant_user(ops: Any, merchant_id: str, *, role: str = "admin", email: str | None = None) -> dict[str, Any]:
+    """A user of ``merchant_id`` made through ``POST /ops/v1/merchants/{id}/users``."""
+    status, body = await ops.post(
+        f"/ops/v1/merchants/{merchant_id}/users",
+        json={"email": email or f"{role}@{merchant_id.lower()}.example.jp", "name": f"{role} user", "role": role},
+    )
+    assert status == 201, body
+    return body

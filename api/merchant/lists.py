@@ -7,10 +7,10 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
+from api.paging import keyset_page
 from billing.errors import InvalidRequest
 
 __all__ = ["page"]
@@ -52,27 +52,5 @@ async def page(
         bound = _integer(query, name, 0, 10**11)
         if bound is not None:
             base = base.filter(**{f"created_at__{lookup}": datetime.fromtimestamp(bound, UTC)})
-    after, before = query.get("starting_after"), query.get("ending_before")
-    if after and before:
-        raise InvalidRequest("Give starting_after or ending_before, not both.", param="ending_before")
-    newest_first = True
-    if after or before:
-        cursor_id = after or before
-        cursor = await base.filter(id=cursor_id).first()
-        if cursor is None:
-            raise InvalidRequest(
-                f"No object {cursor_id} in this list.", param="starting_after" if after else "ending_before"
-            )
-        at = cursor.created_at  # type: ignore[attr-defined]
-        if after:
-            base = base.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=cursor_id))
-        else:
-            base = base.filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=cursor_id))
-            newest_first = False
-    ordering = ("-created_at", "-id") if newest_first else ("created_at", "id")
-    rows = await base.order_by(*ordering).limit(limit + 1)
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    if not newest_first:
-        rows.reverse()
-    return {"object": "list", "data": [view(row) for row in rows], "has_more": has_more}
+    found = await keyset_page(base, after=query.get("starting_after"), before=query.get("ending_before"), limit=limit)
+    return {"object": "list", "data": [view(row) for row in found.rows], "has_more": found.has_more}

@@ -1,0 +1,67 @@
+"""Keyset paging, newest first, for the API's lists and the sites' tables: a page is read by
+index from the row after (or before) a cursor row, never by OFFSET and never with a COUNT, so
+page 500 costs what page 1 costs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from tortoise.expressions import Q
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from billing.errors import InvalidRequest
+from models.base import fits_id_column
+
+__all__ = ["KeysetPage", "keyset_page"]
+
+M = TypeVar("M", bound=Model)
+
+
+@dataclass(frozen=True)
+class KeysetPage(Generic[M]):
+    """Up to ``limit`` rows, newest first, and whether more lie beyond in the direction read."""
+
+    rows: list[M]
+    has_more: bool
+    newest_first: bool
+
+    @property
+    def has_older(self) -> bool:
+        """True when a page of older rows follows."""
+        return self.has_more if self.newest_first else True
+
+    @property
+    def has_newer(self) -> bool:
+        """True when a page of newer rows comes before (reading backwards, or past a cursor)."""
+        return not self.newest_first and self.has_more
+
+
+async def keyset_page(
+    base: QuerySet[M], *, after: str | None = None, before: str | None = None, limit: int
+) -> KeysetPage[M]:
+    """The rows of ``base`` just older than ``after`` (or just newer than ``before``), newest
+    first; a cursor that is not a row of ``base`` is a 400 naming it."""
+    if after and before:
+        raise InvalidRequest("Give starting_after or ending_before, not both.", param="ending_before")
+    newest_first = True
+    if after or before:
+        cursor_id = after or before or ""
+        param = "starting_after" if after else "ending_before"
+        cursor = await base.filter(id=cursor_id).first() if fits_id_column(cursor_id) else None
+        if cursor is None:
+            raise InvalidRequest(f"No object {cursor_id[:40]} in this list.", param=param)
+        at = cursor.created_at  # type: ignore[attr-defined]
+        if after:
+            base = base.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=cursor_id))
+        else:
+            base = base.filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=cursor_id))
+            newest_first = False
+    ordering = ("-created_at", "-id") if newest_first else ("created_at", "id")
+    rows = await base.order_by(*ordering).limit(limit + 1)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if not newest_first:
+        rows.reverse()
+    return KeysetPage(rows, has_more, newest_first)

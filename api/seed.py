@@ -14,10 +14,12 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from models.accounts import DEFAULT_ACCOUNT_LIMIT, AccountStatus, SubscriberAccount
+from models.audit_log import SYSTEM
 from models.clock import clock
 from models.lines import Line, LineSession, LineType
 from models.merchants import BankAccount, FeePlan, Merchant
 from models.operations.merchants import issue_api_key
+from models.operations.site_users import create_merchant_user
 from models.passwords import generate_password, hash_password
 from settings import Settings
 
@@ -26,6 +28,7 @@ __all__ = ["seed_demo", "welcome_text"]
 DEMO_FILE = "matomete.demo.json"
 DEMO_LINE = "CAF0000000001"
 DEMO_LOGIN = "demo"
+DEMO_MERCHANT_USER = "admin@demo.example.jp"
 DEMO_LINE_BODY = json.dumps(
     {"line_id": "CAF0000000002", "line_type": "hikari_next", "holder_name": "山田 花子", "base_monthly_fee": 5500},
     ensure_ascii=False,
@@ -37,7 +40,11 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
     database; either way, the demo's details for the welcome text."""
     path = settings.state_dir / DEMO_FILE
     if await Merchant.exists() or await Line.exists():
-        return json.loads(path.read_text()) if path.exists() else {}
+        demo = json.loads(path.read_text()) if path.exists() else {}
+        if demo and "merchant_user_email" not in demo:  # seeded before the merchant site existed
+            demo.update(await _seed_merchant_user(demo["merchant_id"]))
+            _write_private(path, json.dumps(demo, indent=2))
+        return demo
     now = await clock.now()
     password = generate_password()
     password_hash = await hash_password(password)
@@ -84,9 +91,18 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
         "line_id": DEMO_LINE,
         "login_id": DEMO_LOGIN,
         "password": password,
+        **await _seed_merchant_user(merchant.id),
     }
     _write_private(path, json.dumps(demo, indent=2))
     return demo
+
+
+async def _seed_merchant_user(merchant_id: str) -> dict[str, str]:
+    """An admin of the demo merchant for the data management site ``/merchant``."""
+    user, password = await create_merchant_user(
+        merchant_id, email=DEMO_MERCHANT_USER, name="デモ 管理者", role="admin", actor=SYSTEM
+    )
+    return {"merchant_user_email": user.email, "merchant_user_password": password}
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -110,6 +126,8 @@ def welcome_text(settings: Settings, demo: dict[str, Any]) -> str:
             f"  merchant API key   {demo['api_key']}",
             f"  demo line          {demo['line_id']} (sessions open for 127.0.0.1 and ::1)",
             f"  subscriber ID      {demo['login_id']}   password {demo['password']}",
+            f"  merchant site      {base}/merchant",
+            f"  merchant user      {demo['merchant_user_email']}   password {demo['merchant_user_password']}",
         ]
     if demo:
         charge = json.dumps(

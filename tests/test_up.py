@@ -109,6 +109,19 @@ def walk_a_purchase(platform: Platform, printed: str) -> None:
     assert "NOT verified" not in text
 
 
+def sign_in_as_the_demo_merchant_user(platform: Platform, printed: str) -> None:
+    """The printed merchant user signs in to the data management site and lands on its home page."""
+    email, password = re.search(r"merchant user\s+(\S+)\s+password (\S+)", printed).groups()  # type: ignore[union-attr]
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    base = f"http://127.0.0.1:{platform.port}"
+    with browser.open(f"{base}/merchant/login", timeout=10) as page:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)  # type: ignore[union-attr]
+    form = urllib.parse.urlencode({"email": email, "password": password, "csrf_token": csrf})
+    with browser.open(f"{base}/merchant/login", data=form.encode(), timeout=30) as landed:
+        assert landed.geturl() == f"{base}/merchant"
+        assert "デモ動画ストア" in landed.read().decode()
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """An empty working directory, as on a fresh clone."""
@@ -160,6 +173,7 @@ def test_up_serves_a_demo_and_keeps_data_across_a_restart(folder: Path) -> None:
         status, demo_line = first.call("GET", "/ops/v1/lines/CAF0000000001/sessions", token)
         assert sorted(s["address"] for s in demo_line["data"]) == ["127.0.0.1", "::1"]
         walk_a_purchase(first, printed)
+        sign_in_as_the_demo_merchant_user(first, printed)
     finally:
         first.stop()
 

@@ -54,7 +54,7 @@ async def merchant_user(ops: Any, merchant_id: str, *, role: str = "admin", emai
     """A user of ``merchant_id`` made through ``POST /ops/v1/merchants/{id}/users``."""
     status, body = await ops.post(
         f"/ops/v1/merchants/{merchant_id}/users",
-        json={"email": email or f"{role}@{merchant_id.lower()}.example.jp", "name": f"{role} user", "role": role},
+        json={"email": email or f"{role}.{merchant_id[-12:]}@shop.example.jp", "name": f"{role} user", "role": role},
     )
     assert status == 201, body
     return body

@@ -119,3 +119,31 @@ def test_workers_hold_no_money_rule():
         for path in _package("workers")
     }
     assert {path: names for path, names in found.items() if names} == {}
+
+
+def _wordy_strings(path: Path) -> list[str]:
+    """String constants in ``path`` written in Japanese (user-facing words), docstrings aside."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and any("\u3040" <= char <= "\u9fff" for char in node.value)
+    ]
+
+
+@pytest.mark.parametrize("package", ["api/site", "api/merchant_site"])
+def test_site_code_holds_no_page_words(package):
+    """The sites' Python names problems by code; the words (Japanese or English) are in templates and catalogues."""
+    found = {str(p.relative_to(ROOT)): _wordy_strings(p) for p in sorted((ROOT / package).rglob("*.py"))}
+    assert {path: words for path, words in found.items() if words} == {}

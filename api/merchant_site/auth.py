@@ -105,7 +105,7 @@ async def _pending_user(request: web.Request) -> str | None:
 @routes.post("/merchant/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
     """End the session server-side; the cookie no longer signs anyone in."""
-    await sign_out(request, _site(request))
+    await sign_out(request, _site(request), actor=acting(request))
     return see_other("/merchant/login")
 
 

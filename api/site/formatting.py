@@ -11,9 +11,12 @@ from babel.numbers import format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-__all__ = ["FILTERS", "JST"]
+from api.site.i18n import translations
+
+__all__ = ["FILTERS", "JST", "YEN_MESSAGE"]
 
 JST = ZoneInfo("Asia/Tokyo")
+YEN_MESSAGE = "¥%(amount)s"
 
 
 @pass_context
@@ -24,7 +27,8 @@ def yen(context: Context, amount: int | None) -> str:
     locale = context.get("locale") or "ja"
     figure = format_decimal(abs(amount), locale=locale)
     sign = "-" if amount < 0 else ""
-    return f"{sign}{figure}円" if locale == "ja" else f"{sign}¥{figure}"
+    # The unit's place is the language's: "¥1,200" in English, "1,200円" from the Japanese catalogue.
+    return sign + translations(locale).gettext(YEN_MESSAGE) % {"amount": figure}
 
 
 def number(value: int | None) -> str:

@@ -22,6 +22,7 @@ from tortoise.exceptions import DoesNotExist
 from api.site.i18n import LANGUAGE_COOKIE, LOCALE, ONE_YEAR, chosen_language
 from api.site.pages import SITE_USER, csrf_ok, error_page, rotate_csrf_token, see_other
 from billing.errors import MatometeError
+from models.audit_log import Actor
 from models.operations import site_users
 
 __all__ = ["SESSION_ID", "Site", "current_session_id", "sign_in", "sign_out", "site_middleware"]
@@ -68,12 +69,12 @@ async def sign_in(request: web.Request, site: Site, user_id: str) -> None:
     await rotate_csrf_token(request)
 
 
-async def sign_out(request: web.Request, site: Site) -> None:
-    """End the session server-side and forget it in the cookie."""
+async def sign_out(request: web.Request, site: Site, *, actor: Actor) -> None:
+    """End the session server-side (the audit log names ``actor``) and forget it in the cookie."""
     session = await get_session(request)
     session_id = session.pop(_cookie_key(site), None)
     if session_id:
-        await site_users.end_session(str(session_id))
+        await site_users.end_session(str(session_id), actor=actor)
     await rotate_csrf_token(request)
 
 

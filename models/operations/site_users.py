@@ -281,9 +281,14 @@ async def live_session(site: str, session_id: str) -> SiteSession | None:
     return session
 
 
-async def end_session(session_id: str) -> None:
-    """End a session (sign-out): its cookie no longer signs anyone in."""
-    await SiteSession.filter(id=session_id, ended_at=None).update(ended_at=await clock.now())
+async def end_session(session_id: str, *, actor: Actor | None = None) -> None:
+    """End a session: its cookie no longer signs anyone in. With ``actor`` (a sign-out), the
+    audit log records it."""
+    async with in_transaction():
+        ended = await SiteSession.filter(id=session_id, ended_at=None).update(ended_at=await clock.now())
+        if ended and actor is not None:
+            session = await SiteSession.get(id=session_id)
+            await audit(actor, "sign_out", session.site, session.user_id)
 
 
 async def end_user_sessions(site: str, user_id: str, *, keep: str | None = None) -> int:

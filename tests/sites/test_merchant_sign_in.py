@@ -92,6 +92,7 @@ async def test_sign_out_ends_the_session_server_side(ops: OpsClient, client: Any
     assert response.status == 303
     session = await SiteSession.get(user_id=user["id"])
     assert session.ended_at is not None
+    assert await AuditEntry.exists(action="sign_out", actor=f"muser:{user['id']}")
     client.session.cookie_jar.update_cookies(stolen)
     replay = await client.get("/merchant", allow_redirects=False)
     assert replay.status == 303

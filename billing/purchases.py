@@ -9,9 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["LOCK_AFTER_FAILURES", "LOCK_DURATION", "Decision", "PurchaseFacts", "decide_purchase", "decide_renewal"]
+__all__ = [
+    "LOCK_AFTER_FAILURES",
+    "LOCK_DURATION",
+    "WRONG_PASSWORDS_PER_PURCHASE",
+    "Decision",
+    "PurchaseFacts",
+    "decide_purchase",
+    "decide_renewal",
+    "may_try_again",
+]
 
 LOCK_AFTER_FAILURES = 5
+WRONG_PASSWORDS_PER_PURCHASE = 5
 LOCK_DURATION = timedelta(minutes=30)
 
 
@@ -103,3 +113,10 @@ def decide_renewal(facts: PurchaseFacts) -> Decision:
             line_limit=facts.line_limit,
         )
     )
+
+
+def may_try_again(failure_code: str | None, wrong_passwords_on_purchase: int) -> bool:
+    """Whether a failed sign-in leaves the purchase open for another try (product.md §10):
+    only a wrong ID or password, and only until the purchase has had five of them (counting
+    this one). A lock, a line problem, a limit... end the purchase at once."""
+    return failure_code == "invalid_credentials" and wrong_passwords_on_purchase < WRONG_PASSWORDS_PER_PURCHASE

@@ -83,8 +83,9 @@ C, B, S, V, R = ChargeStatus, BillingStatus, SubscriptionStatus, InvoiceStatus, 
 CHARGE_TRANSITIONS: Mapping[ChargeStatus, frozenset[ChargeStatus]] = {
     # Confirmed (to the auth worker), declined or canceled by the merchant, expired unconfirmed.
     C.REQUIRES_CONFIRMATION: frozenset({C.PROCESSING, C.CANCELED, C.FAILED}),
-    # Decided; canceled when its subscription ended while the subscriber was signing in.
-    C.PROCESSING: frozenset({C.SUCCEEDED, C.FAILED, C.CANCELED}),
+    # Decided; canceled when its subscription ended while the subscriber was signing in; back to
+    # the subscriber after a mistyped password (product.md §10, "Confirmation page, wrong password").
+    C.PROCESSING: frozenset({C.SUCCEEDED, C.FAILED, C.CANCELED, C.REQUIRES_CONFIRMATION}),
     C.SUCCEEDED: frozenset(),
     C.FAILED: frozenset(),
     C.CANCELED: frozenset(),

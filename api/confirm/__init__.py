@@ -68,11 +68,9 @@ class Purchase:
         state = self.subscription.status
         code = charge.failure_code.value if charge is not None and charge.failure_code else None
         if state == SubscriptionStatus.REQUIRES_CONFIRMATION:
-            return (
-                "processing"
-                if charge is not None and charge.status == ChargeStatus.PROCESSING
-                else "requires_confirmation"
-            ), None
+            if charge is not None and charge.status == ChargeStatus.PROCESSING:
+                return "processing", None
+            return "requires_confirmation", code  # invalid_credentials after a mistyped password
         if state in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
             return "succeeded", None
         return ("failed" if state == SubscriptionStatus.FAILED else "canceled"), code
@@ -125,8 +123,14 @@ async def _csrf_token(request: web.Request) -> str:
     return str(session[CSRF_KEY])
 
 
-async def _form(
-    request: web.Request, purchase: Purchase, *, error: str | None = None, status: int = 200, login_id: str = ""
+async def _form(  # noqa: PLR0913 - the page and what it says, keyword-only
+    request: web.Request,
+    purchase: Purchase,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    login_id: str = "",
+    mistyped: bool = False,
 ) -> web.Response:
     context: dict[str, Any] = {
         "merchant": purchase.merchant.name,
@@ -135,6 +139,7 @@ async def _form(
         "monthly": purchase.monthly,
         "csrf_token": await _csrf_token(request),
         "error": error,
+        "mistyped": mistyped,
         "login_id": login_id,
         "action_url": request.path,
     }
@@ -159,7 +164,11 @@ async def show_confirmation(request: web.Request) -> web.StreamResponse:
     """What is being bought, and the sign-in form with confirm and decline."""
     purchase = await _purchase(request.match_info["token"])
     finished = await _finished(request, purchase)
-    return finished or await _form(request, purchase)
+    if finished is not None:
+        return finished
+    _, failure_code = await purchase.status()
+    # After a mistyped password the purchase stays open and the form says what went wrong.
+    return await _form(request, purchase, mistyped=failure_code == "invalid_credentials")
 
 
 @routes.post("/confirm/{token}")

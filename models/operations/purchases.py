@@ -16,7 +16,7 @@ from typing import cast
 from tortoise.transactions import in_transaction
 
 from billing.periods import next_period, period_of
-from billing.purchases import Decision, PurchaseFacts, decide_purchase, decide_renewal
+from billing.purchases import Decision, PurchaseFacts, decide_purchase, decide_renewal, may_try_again
 from billing.states import BillingStatus, ChargeStatus, SubscriptionStatus
 from models.accounts import AccountStatus, SubscriberAccount
 from models.charges import AccountUsage, Charge, ConfirmationAttempt, FailureCode, LineUsage
@@ -115,30 +115,37 @@ async def answer_confirmation(
 async def _hand_to_auth_worker(
     target: Charge | Subscription, login_id: str, sealed: str, address: str, now: datetime
 ) -> None:
-    if isinstance(target, Charge):
-        charge = target
+    charge = target if isinstance(target, Charge) else await _first_month(target, address, now)
+    if charge is None:
+        return  # the first month is being decided already
+    if charge.status == ChargeStatus.REQUIRES_CONFIRMATION:  # a first answer, or a retry after a typo
         charge.move_to(ChargeStatus.PROCESSING)
         charge.client_address = address
         await charge.save(update_fields=["status", "failure_code", "client_address"])
-    else:
-        if await Charge.exists(subscription_id=target.id):
-            return  # the first month is being decided already
-        charge = await Charge.create(
-            merchant_id=target.merchant_id,
-            subscription=target,
-            renewal_period=period_of(now),
-            amount=target.amount,
-            description=target.description,
-            merchant_reference=target.merchant_reference,
-            metadata=target.metadata,
-            status=ChargeStatus.PROCESSING,
-            client_address=address,
-            created_at=now,
-        )
     attempt = await ConfirmationAttempt.create(
         charge=charge, login_id=login_id[:64], sealed_password=sealed, client_address=address, created_at=now
     )
     await send(VERIFY_PURCHASE, attempt.id)
+
+
+async def _first_month(subscription: Subscription, address: str, now: datetime) -> Charge | None:
+    """The charge of a subscription's first month: made on the first answer, the same one again
+    after a mistyped password; None while it is being decided."""
+    first = await Charge.select_for_update().filter(subscription_id=subscription.id).first()
+    if first is not None:
+        return first if first.status == ChargeStatus.REQUIRES_CONFIRMATION else None
+    return await Charge.create(
+        merchant_id=subscription.merchant_id,
+        subscription=subscription,
+        renewal_period=period_of(now),
+        amount=subscription.amount,
+        description=subscription.description,
+        merchant_reference=subscription.merchant_reference,
+        metadata=subscription.metadata,
+        status=ChargeStatus.PROCESSING,
+        client_address=address,
+        created_at=now,
+    )
 
 
 async def decide_attempt(attempt_id: str, *, secret_key: str) -> str | None:
@@ -196,11 +203,29 @@ async def decide_attempt(attempt_id: str, *, secret_key: str) -> str | None:
         if account is not None:
             account.failed_attempts, account.locked_until = decision.failed_attempts, decision.locked_until
             await account.save(update_fields=["failed_attempts", "locked_until"])
-        await record_decision(charge, decision, now=now, account=account, line=line, usage=usage)
+        if await _wrong_password_retry(charge, decision):
+            pass  # back to the subscriber, with no event: the purchase is still open
+        else:
+            await record_decision(charge, decision, now=now, account=account, line=line, usage=usage)
         attempt.decided_at, attempt.sealed_password = now, ""  # wiped once decided
         attempt.failure_code = FailureCode(decision.failure_code) if decision.failure_code else None  # type: ignore[assignment]
         await attempt.save(update_fields=["decided_at", "sealed_password", "failure_code"])
     return decision.failure_code
+
+
+async def _wrong_password_retry(charge: Charge, decision: Decision) -> bool:
+    """A wrong ID or password, the purchase's first four: the charge goes back to
+    ``requires_confirmation`` with ``invalid_credentials`` for the page to name (True)."""
+    if decision.failure_code != FailureCode.INVALID_CREDENTIALS:
+        return False
+    earlier = await ConfirmationAttempt.filter(
+        charge_id=charge.id, failure_code=FailureCode.INVALID_CREDENTIALS
+    ).count()
+    if not may_try_again(decision.failure_code, earlier + 1):
+        return False
+    charge.move_to(ChargeStatus.REQUIRES_CONFIRMATION, failure_code=FailureCode.INVALID_CREDENTIALS)
+    await charge.save(update_fields=["status", "failure_code"])
+    return True
 
 
 async def decide_renewal_charge(charge_id: str) -> str | None:

@@ -83,27 +83,103 @@ async def test_a_confirmed_purchase_succeeds_with_a_signed_return(client, shop: 
     assert shop.password not in (attempt.sealed_password or "")
 
 
-async def test_wrong_password_fails_invalid_credentials(client, shop: Shop, settings: Settings) -> None:
-    """A wrong password fails the charge with invalid_credentials and counts one failure."""
+async def answered(settings: Settings, charge_id: str) -> Charge:
+    """Wait until every sign-in on the charge is decided (it may stay open after a typo); the charge."""
+
+    async def done() -> bool:
+        pending = await ConfirmationAttempt.filter(charge_id=charge_id, decided_at=None).exists()
+        return not pending and (await Charge.get(id=charge_id)).status != "processing"
+
+    await settle(settings, done)
+    return await Charge.get(id=charge_id)
+
+
+async def test_a_wrong_password_keeps_the_purchase_open_for_another_try(client, shop: Shop, settings: Settings) -> None:
+    """A typo: the charge is back in requires_confirmation naming invalid_credentials, the page says so,
+    no event is sent; the right password then buys."""
     charge = await create_charge(client, shop)
+    path = urlsplit(charge["confirmation_url"]).path
     await answer(client, charge["confirmation_url"], login_id=shop.login_id, password="wrong-password")
-    assert (await decided(settings, charge["id"])).failure_code == "invalid_credentials"
+    stored = await answered(settings, charge["id"])
+    assert (stored.status, stored.failure_code) == ("requires_confirmation", "invalid_credentials")
     assert (await SubscriberAccount.get(login_id=shop.login_id)).failed_attempts == 1
+    status = await (await client.get(path + "/status")).json()
+    assert (status["status"], status["failure_code"], status["redirect_url"]) == (
+        "requires_confirmation",
+        "invalid_credentials",
+        None,
+    )
+    page = await client.get(path)
+    assert "パスワードが違います" in await page.text()
+    assert (await (await client.get("/v1/events", headers=shop.auth)).json())["data"] == []
+    await answer(client, charge["confirmation_url"], login_id=shop.login_id, password=shop.password)
+    stored = await decided(settings, charge["id"])
+    assert (stored.status, stored.failure_code) == ("succeeded", None)
+    assert (await SubscriberAccount.get(login_id=shop.login_id)).failed_attempts == 0
+    events = await (await client.get("/v1/events", headers=shop.auth)).json()
+    assert [e["type"] for e in events["data"]] == ["charge.succeeded"]
 
 
-async def test_unknown_login_fails_invalid_credentials(client, shop: Shop, settings: Settings) -> None:
-    """An ID that does not exist fails exactly like a wrong password."""
+async def test_a_mistyped_subscription_is_retried_on_the_same_first_month(
+    client, shop: Shop, settings: Settings
+) -> None:
+    """A subscription's first month survives a typo: the retry decides the same charge, and it activates."""
+    response = await client.post(
+        "/v1/subscriptions",
+        headers=shop.auth,
+        json={"amount": 980, "description": "動画見放題", "return_url": RETURN_URL},
+    )
+    subscription = await response.json()
+    await answer(client, subscription["confirmation_url"], login_id=shop.login_id, password="typo-typo")
+
+    async def back() -> bool:
+        first = await Charge.filter(subscription_id=subscription["id"]).first()
+        return first is not None and first.status == "requires_confirmation"
+
+    await settle(settings, back)
+    status = await (await client.get(urlsplit(subscription["confirmation_url"]).path + "/status")).json()
+    assert (status["status"], status["failure_code"]) == ("requires_confirmation", "invalid_credentials")
+    await answer(client, subscription["confirmation_url"], login_id=shop.login_id, password=shop.password)
+
+    async def active() -> bool:
+        response = await client.get(f"/v1/subscriptions/{subscription['id']}", headers=shop.auth)
+        return (await response.json())["status"] == "active"
+
+    await settle(settings, active)
+    assert await Charge.filter(subscription_id=subscription["id"]).count() == 1
+
+
+async def test_five_wrong_passwords_on_one_purchase_end_it_locked(client, shop: Shop, settings: Settings) -> None:
+    """Five typos on one purchase also lock the ID: the purchase fails with account_locked."""
     charge = await create_charge(client, shop)
-    await answer(client, charge["confirmation_url"], login_id="nobody-here", password=shop.password)
-    assert (await decided(settings, charge["id"])).failure_code == "invalid_credentials"
+    for _ in range(4):
+        await answer(client, charge["confirmation_url"], login_id=shop.login_id, password="nope")
+        assert (await answered(settings, charge["id"])).status == "requires_confirmation"
+    await answer(client, charge["confirmation_url"], login_id=shop.login_id, password="nope")
+    stored = await decided(settings, charge["id"])
+    assert (stored.status, stored.failure_code) == ("failed", "account_locked")
 
 
-async def test_five_failures_lock_the_id(client, shop: Shop, settings: Settings) -> None:
-    """The fifth wrong password locks the ID: even the right one is refused with account_locked."""
+async def test_five_unknown_ids_on_one_purchase_end_it_invalid_credentials(
+    client, shop: Shop, settings: Settings
+) -> None:
+    """Five different unknown login ids lock nothing, but the purchase ends with invalid_credentials."""
+    charge = await create_charge(client, shop)
+    for attempt in range(5):
+        await answer(client, charge["confirmation_url"], login_id=f"nobody-{attempt}", password=shop.password)
+        await answered(settings, charge["id"])
+    stored = await Charge.get(id=charge["id"])
+    assert (stored.status, stored.failure_code) == ("failed", "invalid_credentials")
+    assert (await SubscriberAccount.get(login_id=shop.login_id)).failed_attempts == 0
+
+
+async def test_five_failures_over_purchases_lock_the_id(client, shop: Shop, settings: Settings) -> None:
+    """Wrong passwords spread over purchases count on the ID: the fifth locks it (account_locked),
+    the right password is refused while locked, and works 30 minutes later."""
     for _ in range(4):
         charge = await create_charge(client, shop)
         await answer(client, charge["confirmation_url"], login_id=shop.login_id, password="nope")
-        assert (await decided(settings, charge["id"])).failure_code == "invalid_credentials"
+        assert (await answered(settings, charge["id"])).failure_code == "invalid_credentials"
     charge = await create_charge(client, shop)
     await answer(client, charge["confirmation_url"], login_id=shop.login_id, password="nope")
     assert (await decided(settings, charge["id"])).failure_code == "account_locked"

@@ -110,3 +110,12 @@ def test_a_success_never_takes_an_id_over_its_limit(spent: int, amount: int, lim
     """Whatever was spent, a succeeded purchase leaves the ID within its limit."""
     decision = decide_purchase(replace(GOOD, account_spent=spent, amount=amount, account_limit=limit))
     assert decision.succeeded == (spent + amount <= limit)
+
+
+def test_only_a_wrong_password_leaves_the_purchase_open_and_only_four_times() -> None:
+    """invalid_credentials may be retried until the purchase's fifth; every other failure ends it at once."""
+    from billing.purchases import may_try_again
+
+    assert [may_try_again("invalid_credentials", n) for n in range(1, 6)] == [True, True, True, True, False]
+    for code in ("account_locked", "line_mismatch", "line_inactive", "limit_exceeded", "merchant_inactive", None):
+        assert not may_try_again(code, 1)

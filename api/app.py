@@ -51,7 +51,7 @@ def create_app(
     app[BROKER_PROBE] = broker_probe or queues.broker_probe(settings)
     app.cleanup_ctx.append(_database_ctx(settings))
     aiohttp_session.setup(app, _cookie_storage(settings))
-    setup_sites(app, [MERCHANT_SITE])
+    setup_sites(app, [MERCHANT_SITE, confirm.SITE])
     app.add_routes(health.routes)
     app.add_routes(confirm.routes)
     for routes in MERCHANT_SITE_ROUTES:

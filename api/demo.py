@@ -3,9 +3,9 @@ walk a whole purchase in a browser. It checks the signature exactly as a merchan
 
 from __future__ import annotations
 
-import aiohttp_jinja2
 from aiohttp import web
 
+from api.site.pages import render
 from billing.signing import verify_return
 from models.charges import Charge
 from models.merchants import Merchant
@@ -25,6 +25,6 @@ async def demo_return(request: web.Request) -> web.Response:
     merchant = await Merchant.get_or_none(id=target.merchant_id) if target else None
     params = {k: query[k] for k in ("charge", "subscription", "status", "signature") if k in query}
     verified = merchant is not None and verify_return(params, merchant.return_signing_secret)
-    return aiohttp_jinja2.render_template(
-        "demo_return.html", request, {"object_id": object_id, "status": query.get("status", ""), "verified": verified}
+    return await render(
+        request, "demo_return.html", {"object_id": object_id, "status": query.get("status", ""), "verified": verified}
     )

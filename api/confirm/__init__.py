@@ -9,16 +9,16 @@ merchant's ``return_url`` with a signed status.
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
-from aiohttp_session import get_session
 
 from api.http import json_response
 from api.keys import SETTINGS
+from api.site.pages import csrf_ok, render
+from api.site.sessions import Site
+from billing.errors import NotFound
 from billing.signing import return_redirect
 from billing.states import ChargeStatus, SubscriptionStatus
 from models.charges import Charge
@@ -28,10 +28,17 @@ from models.passwords import seal_password
 from models.subscriptions import Subscription
 from settings import Settings
 
-__all__ = ["client_address", "routes"]
+__all__ = ["SITE", "client_address", "routes"]
 
 routes = web.RouteTableDef()
-CSRF_KEY = "csrf"
+
+
+async def _nobody(_user_id: str) -> None:
+    return None
+
+
+# Anyone holding the link may answer: no sign-in; the handler checks the form's CSRF token.
+SITE = Site(name="confirm", prefix="/confirm", load_user=_nobody, sign_in_required=False)
 FINAL = {"succeeded", "failed", "canceled"}
 
 
@@ -95,7 +102,7 @@ async def _purchase(token: str) -> Purchase:
     charge = await Charge.get_or_none(confirmation_token=token)
     subscription = None if charge else await Subscription.get_or_none(confirmation_token=token)
     if charge is None and subscription is None:
-        raise web.HTTPNotFound(text="この確認画面は存在しません。")
+        raise NotFound("No such confirmation page.", code="confirmation_missing")
     merchant_id = (charge or subscription).merchant_id  # type: ignore[union-attr]
     return Purchase(charge=charge, subscription=subscription, merchant=await Merchant.get(id=merchant_id))
 
@@ -116,34 +123,20 @@ def client_address(request: web.Request, settings: Settings) -> str:
     return peer
 
 
-async def _csrf_token(request: web.Request) -> str:
-    session = await get_session(request)
-    if CSRF_KEY not in session:
-        session[CSRF_KEY] = secrets.token_urlsafe(32)
-    return str(session[CSRF_KEY])
-
-
-async def _form(  # noqa: PLR0913 - the page and what it says, keyword-only
-    request: web.Request,
-    purchase: Purchase,
-    *,
-    error: str | None = None,
-    status: int = 200,
-    login_id: str = "",
-    mistyped: bool = False,
+async def _form(
+    request: web.Request, purchase: Purchase, *, error: str | None = None, status: int = 200, login_id: str = ""
 ) -> web.Response:
+    """The confirmation form; ``error`` is a problem code the page puts into words."""
     context: dict[str, Any] = {
         "merchant": purchase.merchant.name,
         "description": purchase.target.description,
-        "amount": f"{purchase.target.amount:,}",
+        "amount": purchase.target.amount,
         "monthly": purchase.monthly,
-        "csrf_token": await _csrf_token(request),
         "error": error,
-        "mistyped": mistyped,
         "login_id": login_id,
         "action_url": request.path,
     }
-    return aiohttp_jinja2.render_template("confirm.html", request, context, status=status)
+    return await render(request, "confirm.html", context, status=status)
 
 
 async def _finished(request: web.Request, purchase: Purchase) -> web.StreamResponse | None:
@@ -155,7 +148,7 @@ async def _finished(request: web.Request, purchase: Purchase) -> web.StreamRespo
         return see_other(f"{request.path.rstrip('/')}/wait")
     url = purchase.redirect_url(status)
     if url is None:
-        return aiohttp_jinja2.render_template("done.html", request, {"status": status})
+        return await render(request, "done.html", {"status": status})
     return see_other(url)
 
 
@@ -168,7 +161,9 @@ async def show_confirmation(request: web.Request) -> web.StreamResponse:
         return finished
     _, failure_code = await purchase.status()
     # After a mistyped password the purchase stays open and the form says what went wrong.
-    return await _form(request, purchase, mistyped=failure_code == "invalid_credentials")
+    return await _form(
+        request, purchase, error="invalid_credentials" if failure_code == "invalid_credentials" else None
+    )
 
 
 @routes.post("/confirm/{token}")
@@ -177,25 +172,14 @@ async def answer_confirmation(request: web.Request) -> web.StreamResponse:
     purchase = await _purchase(request.match_info["token"])
     form = await request.post()
     login_id = str(form.get("login_id", "")).strip()
-    session = await get_session(request)
-    expected = session.get(CSRF_KEY)
-    offered = str(form.get("csrf_token", ""))
-    if not expected or not secrets.compare_digest(offered, str(expected)):
-        return await _form(
-            request,
-            purchase,
-            status=403,
-            login_id=login_id,
-            error="画面の有効期限が切れたか、不正な送信です。もう一度お試しください。",
-        )
+    if not await csrf_ok(request):
+        return await _form(request, purchase, status=403, login_id=login_id, error="csrf")
     action = form.get("action")
     if action not in ("confirm", "decline"):
-        return await _form(request, purchase, status=400, login_id=login_id, error="操作を選んでください。")
+        return await _form(request, purchase, status=400, login_id=login_id, error="choose_action")
     password = str(form.get("password", ""))
     if action == "confirm" and (not login_id or not password):
-        return await _form(
-            request, purchase, status=400, login_id=login_id, error="お客様IDとパスワードを入力してください。"
-        )
+        return await _form(request, purchase, status=400, login_id=login_id, error="credentials_required")
     settings: Settings = request.app[SETTINGS]
     await purchases.answer_confirmation(
         purchase.target,
@@ -220,9 +204,7 @@ async def wait_for_decision(request: web.Request) -> web.StreamResponse:
         finished = await _finished(request, purchase)
         assert finished is not None  # noqa: S101 - a final status always has somewhere to go
         return finished
-    return aiohttp_jinja2.render_template(
-        "wait.html", request, {"status_url": request.path.removesuffix("/wait") + "/status"}
-    )
+    return await render(request, "wait.html", {"status_url": request.path.removesuffix("/wait") + "/status"})
 
 
 @routes.get("/confirm/{token}/status")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from api.merchant.table import merchant_routes
+from api.site.pages import render
 
 __all__ = ["docs_page"]
 
@@ -40,8 +40,7 @@ def _fields(schema: dict[str, Any], components: dict[str, Any]) -> list[dict[str
     return rows
 
 
-@aiohttp_jinja2.template("docs.html")
-async def docs_page(_request: web.Request) -> dict[str, Any]:
+async def docs_page(request: web.Request) -> web.Response:
     """Every operation of ``/v1`` with its request fields and their limits."""
     document = merchant_routes.openapi()
     components = document["components"]["schemas"]
@@ -57,4 +56,4 @@ async def docs_page(_request: web.Request) -> dict[str, Any]:
                     "fields": _fields(body, components) if body else [],
                 }
             )
-    return {"title": document["info"]["title"], "operations": operations}
+    return await render(request, "docs.html", {"title": document["info"]["title"], "operations": operations})

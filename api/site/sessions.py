@@ -40,6 +40,9 @@ class Site:
     prefix: str
     load_user: Callable[[str], Awaitable[Any | None]]
     public_paths: frozenset[str] = frozenset()
+    # False for pages anyone with the link may use (the confirmation pages): no sign-in, and the
+    # handlers check the CSRF token themselves so a refused form comes back filled in.
+    sign_in_required: bool = True
     excluded_prefixes: tuple[str, ...] = ()
     extra_checks: Sequence[Callable[[web.Request], Awaitable[web.StreamResponse | None]]] = field(default=())
 
@@ -129,6 +132,8 @@ def site_middleware(sites: Sequence[Site]) -> Middleware:
 
 
 async def _guarded(request: web.Request, handler: Handler, site: Site) -> web.StreamResponse:
+    if not site.sign_in_required:
+        return await handler(request)
     if request.method == "POST" and not await csrf_ok(request):
         log.info("csrf_refused", path=request.path)
         return await error_page(request, 403, "csrf")

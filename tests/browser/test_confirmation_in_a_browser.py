@@ -6,32 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import unused_port
+from browser_support import chromium, needs_chromium, screenshot
 
 import queues
 from billing.signing import verify_return
-from conftest import REQUIRE_SERVICES, OpsClient
+from conftest import OpsClient
 from tests_support import open_shop
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not REQUIRE_SERVICES, reason="Debian's chromium is not installed (.ci/run installs it)"
-)
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = needs_chromium
 
 
 def merchant_site(secret: str) -> web.Application:
@@ -47,12 +33,11 @@ def merchant_site(secret: str) -> web.Application:
     return app
 
 
-async def test_subscriber_confirms_in_chromium(
-    aiohttp_server: Any, aiohttp_client: Any, settings, worker, tmp_path: Path
+async def test_subscriber_mistypes_then_confirms_in_chromium(
+    aiohttp_server: Any, aiohttp_client: Any, settings, worker
 ) -> None:
-    """Sign in and confirm in the browser: the merchant's page shows a verified 'succeeded'."""
-    from playwright.async_api import async_playwright
-
+    """A mistyped password brings the same page back naming the problem; the right one then pays,
+    and the merchant's page shows a verified 'succeeded'."""
     from api.app import create_app
 
     port = unused_port()
@@ -74,18 +59,23 @@ async def test_subscriber_confirms_in_chromium(
     stop = asyncio.Event()
     relay = asyncio.create_task(queues.relay_forever(queues.publisher_for(live), stop=stop))
     try:
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-            page = await browser.new_page()
+        async with chromium(width=390, height=844) as context:  # a phone
+            page = await context.new_page()
             await page.goto(charge["confirmation_url"])
             assert "1,200円" in await page.content()
-            await page.screenshot(path=str(tmp_path / "confirm.png"))
+            await screenshot(page, "confirm-page-phone")
+            await page.fill("input[name=login_id]", shop.login_id)
+            await page.fill("input[name=password]", "mistyped-password")
+            await page.click("button[value=confirm]")
+            await page.wait_for_selector("#problem", timeout=30_000)
+            assert page.url == charge["confirmation_url"]
+            assert "パスワードが違います" in await page.inner_text("#problem")
+            await screenshot(page, "confirm-page-mistyped-phone")
             await page.fill("input[name=login_id]", shop.login_id)
             await page.fill("input[name=password]", shop.password)
             await page.click("button[value=confirm]")
             await page.wait_for_url(f"http://127.0.0.1:{merchant.port}/return*", timeout=30_000)
             assert await page.inner_text("#result") == "signature ok: succeeded"
-            await browser.close()
     finally:
         stop.set()
         with contextlib.suppress(Exception):

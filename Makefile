@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/matomete_test
 AMQP_TEST_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 
-.PHONY: help up test test-embedded test-services lint golden migrations check-migrations bench clean
+.PHONY: help up test test-embedded test-services lint golden migrations check-migrations catalogue bench clean
 
 help: ## list the developer commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ golden: $(BIN)/matomete ## rewrite the month close's rendered SQL (tests/models/
 
 migrations: $(BIN)/matomete ## write a migration for model changes (tortoise makemigrations)
 	MATOMETE_DATABASE_URL=sqlite:///tmp/matomete-makemigrations.sqlite3 $(BIN)/tortoise -c settings.database.TORTOISE_ORM makemigrations
+
+catalogue: $(BIN)/matomete ## list page text (templates) with no Japanese yet in api/locale/ja/LC_MESSAGES/*.po
+	$(BIN)/pybabel extract -F api/locale/babel.cfg --no-location --omit-header -o api/locale/messages.pot . >/dev/null
+	$(BIN)/pytest -q -p no:cacheprovider tests/sites/test_catalogue.py
 
 bench: $(BIN)/matomete ## run the benchmarks (PostgreSQL + RabbitMQ)
 	@for script in bench/*.py; do $(BIN)/python $$script; done

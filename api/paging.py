@@ -26,6 +26,7 @@ class KeysetPage(Generic[M]):
     rows: list[M]
     has_more: bool
     newest_first: bool
+    after_cursor: bool = False  # read older than a cursor row (so newer rows exist)
 
     @property
     def has_older(self) -> bool:
@@ -34,8 +35,8 @@ class KeysetPage(Generic[M]):
 
     @property
     def has_newer(self) -> bool:
-        """True when a page of newer rows comes before (reading backwards, or past a cursor)."""
-        return not self.newest_first and self.has_more
+        """True when a page of newer rows comes before this one."""
+        return self.after_cursor or (not self.newest_first and self.has_more)
 
 
 async def keyset_page(
@@ -64,4 +65,4 @@ async def keyset_page(
     rows = rows[:limit]
     if not newest_first:
         rows.reverse()
-    return KeysetPage(rows, has_more, newest_first)
+    return KeysetPage(rows, has_more, newest_first, after_cursor=bool(after))

@@ -196,3 +196,12 @@ async def test_english_is_chosen_with_lang_and_remembered(ops: OpsClient, client
     assert "Sign in to the merchant site" in await again.text()
     japanese = await client.get("/merchant/login?lang=ja")
     assert "Sign in to the merchant site" not in await japanese.text()
+
+
+async def test_problems_on_an_english_page_are_in_english(ops: OpsClient, client: Any) -> None:
+    """A refused sign-in on the English page names the problem in English (the macros see the page's language)."""
+    await _admin(ops)
+    browser = SiteBrowser(client)
+    await browser.get("/merchant/login?lang=en")
+    refused = await browser.post("/merchant/login", {"email": "nobody@example.jp", "password": "x" * 12})
+    assert "The e-mail address or password is wrong." in refused.body_text

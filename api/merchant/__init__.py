@@ -13,7 +13,7 @@ from api.merchant import charges, docs, events, payouts, refunds, subscriptions,
 from api.merchant.idempotency import idempotency_middleware
 from api.merchant.table import MERCHANT, merchant_routes
 from billing.errors import AuthenticationFailed
-from models.operations.merchants import api_key_record
+from models.operations.merchants import api_key_record, note_key_used
 from settings import Settings
 
 __all__ = ["merchant_app"]
@@ -33,6 +33,7 @@ async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResp
     record = await api_key_record(offered)
     if record is None:
         raise AuthenticationFailed("This API key is not valid, or has been revoked.", code="invalid_api_key")
+    await note_key_used(record)
     request[MERCHANT] = await record.merchant
     return await handler(request)
 

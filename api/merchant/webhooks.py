@@ -12,22 +12,16 @@ from api.http import Body, json_response
 from api.keys import SETTINGS
 from api.merchant.events import event_view
 from api.merchant.lists import page
-from api.merchant.table import merchant_of, merchant_routes
+from api.merchant.table import acting_merchant, merchant_of, merchant_routes
 from models.events import EVENT_TYPES, DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from models.operations import webhooks
 
 __all__: list[str] = []
 
-
-def _event_types(values: list[str]) -> list[str]:
-    for value in values:
-        if value != "*" and value not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {value!r}")
-    return sorted(set(values))
-
-
-EventTypes = Annotated[list[str], Field(min_length=1, max_length=len(EVENT_TYPES) + 1), AfterValidator(_event_types)]
-Url = Annotated[str, Field(min_length=8, max_length=2048)]
+EventTypes = Annotated[
+    list[str], Field(min_length=1, max_length=len(EVENT_TYPES) + 1), AfterValidator(webhooks.event_types)
+]
+Url = Annotated[str, Field(min_length=8, max_length=webhooks.MAX_URL_LENGTH)]
 
 
 class EndpointCreate(Body):
@@ -74,7 +68,11 @@ def _insecure(request: web.Request) -> bool:
 async def create_endpoint(request: web.Request, body: EndpointCreate) -> web.Response:
     """A new endpoint; its signing secret is in this answer only."""
     endpoint, secret = await webhooks.create_endpoint(
-        merchant_of(request).id, url=body.url, events=body.events, allow_insecure=_insecure(request)
+        merchant_of(request).id,
+        url=body.url,
+        events=body.events,
+        allow_insecure=_insecure(request),
+        actor=acting_merchant(request),
     )
     return json_response(endpoint.to_api(secret=secret), status=201)
 
@@ -104,6 +102,7 @@ async def update_endpoint(request: web.Request, body: EndpointUpdate) -> web.Res
         events=body.events,
         enabled=body.enabled,
         allow_insecure=_insecure(request),
+        actor=acting_merchant(request),
     )
     return json_response(endpoint.to_api())
 
@@ -111,7 +110,9 @@ async def update_endpoint(request: web.Request, body: EndpointUpdate) -> web.Res
 @merchant_routes.route("DELETE", "/webhook_endpoints/{id}", summary="Delete a webhook endpoint")
 async def delete_endpoint(request: web.Request) -> web.Response:
     """Nothing more is sent to it; its delivery log stays readable for the records."""
-    endpoint = await webhooks.delete_endpoint(merchant_of(request).id, request.match_info["id"])
+    endpoint = await webhooks.delete_endpoint(
+        merchant_of(request).id, request.match_info["id"], actor=acting_merchant(request)
+    )
     return json_response({"id": endpoint.id, "object": "webhook_endpoint", "deleted": True})
 
 
@@ -120,7 +121,9 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 )
 async def rotate_secret(request: web.Request) -> web.Response:
     """A new secret (shown once); for 24 hours deliveries carry both signatures."""
-    endpoint, secret = await webhooks.rotate_secret(merchant_of(request).id, request.match_info["id"])
+    endpoint, secret = await webhooks.rotate_secret(
+        merchant_of(request).id, request.match_info["id"], actor=acting_merchant(request)
+    )
     return json_response(endpoint.to_api(secret=secret))
 
 
@@ -158,5 +161,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @merchant_routes.route("POST", "/events/{id}/redeliver", summary="Send an event to the endpoints again")
 async def redeliver_event(request: web.Request) -> web.Response:
     """Every enabled endpoint that wants the event gets it again, under the same ``webhook-id``."""
-    event = await webhooks.redeliver_event(merchant_of(request).id, request.match_info["id"])
+    event = await webhooks.redeliver_event(
+        merchant_of(request).id, request.match_info["id"], actor=acting_merchant(request)
+    )
     return json_response(event_view(event), status=202)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from billing.errors import InvalidRequest, NotFound
@@ -31,11 +33,14 @@ __all__ = [
     "find_merchant",
     "hash_api_key",
     "issue_api_key",
+    "note_key_used",
     "revoke_api_key",
     "update_merchant",
 ]
 
 API_KEY_PREFIX = "sk_live_"
+# "Last used" is kept to the minute: a busy key costs one write a minute, not one a request.
+KEY_USE_RESOLUTION = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +72,19 @@ def hash_api_key(key: str) -> str:
 async def api_key_record(key: str) -> ApiKey | None:
     """The live key record ``key`` stands for, if any."""
     return await ApiKey.filter(key_hash=hash_api_key(key), revoked_at=None).first()
+
+
+async def note_key_used(record: ApiKey) -> bool:
+    """Note that ``record`` (just read) signed a request, at most once a minute: True when this
+    call wrote. One conditional UPDATE, so concurrent requests with the same key write once."""
+    now = await clock.now()
+    stale = now - KEY_USE_RESOLUTION
+    if record.last_used_at is not None and record.last_used_at >= stale:
+        return False  # noted within the minute: no query at all
+    written = await ApiKey.filter(Q(last_used_at=None) | Q(last_used_at__lt=stale), id=record.id).update(
+        last_used_at=now
+    )
+    return written > 0
 
 
 async def find_merchant(merchant_id: str, *, lock: bool = False) -> Merchant:

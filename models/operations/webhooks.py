@@ -15,21 +15,24 @@ import base64
 import ipaddress
 import random
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from tortoise.transactions import in_transaction
 
-from billing.errors import InvalidRequest
+from billing.errors import Conflict, InvalidRequest
+from models.audit_log import Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
-from models.events import DELIVERY_LEASE, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
+from models.events import DELIVERY_LEASE, EVENT_TYPES, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from models.operations.charges import find_owned, not_found
 from models.outbox import DELIVER_WEBHOOK, send
 
 __all__ = [
     "MAX_ENDPOINTS",
+    "MAX_URL_LENGTH",
     "RETRY_SCHEDULE",
     "ROTATION_OVERLAP",
     "Claim",
@@ -40,8 +43,10 @@ __all__ = [
     "create_endpoint",
     "delete_endpoint",
     "enqueue_due_deliveries",
+    "event_types",
     "find_endpoint",
     "record_attempt",
+    "redeliver",
     "redeliver_event",
     "retry_delay",
     "rotate_secret",
@@ -54,6 +59,7 @@ RETRY_SCHEDULE = tuple(
 )
 ROTATION_OVERLAP = timedelta(hours=24)
 MAX_ENDPOINTS = 16
+MAX_URL_LENGTH = 2048  # the column's width
 BATCH = 500
 
 
@@ -77,6 +83,8 @@ def _address_allowed(address: str) -> bool:
 async def check_destination(url: str, *, allow_insecure: bool) -> None:
     """Refuse non-https URLs and hosts resolving to loopback, private, link-local or metadata
     addresses, unless ``allow_insecure`` (a merchant testing against its own machine)."""
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeDestination(f"must be at most {MAX_URL_LENGTH} characters")
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UnsafeDestination("must be an absolute https:// URL")
@@ -97,11 +105,21 @@ async def check_destination(url: str, *, allow_insecure: bool) -> None:
         raise UnsafeDestination(f"resolves to an internal address ({bad[0]})")
 
 
+def event_types(values: Iterable[str]) -> list[str]:
+    """The event types an endpoint asks for, sorted and each once (``*`` for all); a
+    ``ValueError`` names an unknown one."""
+    wanted = list(values)
+    for value in wanted:
+        if value != "*" and value not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {value!r}")
+    return sorted(set(wanted))
+
+
 async def _checked_url(url: str, *, allow_insecure: bool) -> str:
     try:
         await check_destination(url, allow_insecure=allow_insecure)
     except UnsafeDestination as error:
-        raise InvalidRequest(f"url {error}.", param="url") from None
+        raise InvalidRequest(f"url {error}.", param="url", code="url_invalid") from None
     return url
 
 
@@ -117,16 +135,20 @@ async def _endpoint(merchant_id: str, endpoint_id: str, *, lock: bool = False) -
 
 
 async def create_endpoint(
-    merchant_id: str, *, url: str, events: list[str], allow_insecure: bool
+    merchant_id: str, *, url: str, events: list[str], allow_insecure: bool, actor: Actor
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (answered once); at most 16 per merchant."""
     url = await _checked_url(url, allow_insecure=allow_insecure)
-    if await WebhookEndpoint.filter(merchant_id=merchant_id, deleted_at=None).count() >= MAX_ENDPOINTS:
-        raise InvalidRequest(f"At most {MAX_ENDPOINTS} endpoints per merchant.", param="url", code="too_many_endpoints")
-    secret = new_secret()
-    endpoint = await WebhookEndpoint.create(
-        merchant_id=merchant_id, url=url, events=events, secret=secret, created_at=await clock.now()
-    )
+    async with in_transaction():
+        if await WebhookEndpoint.filter(merchant_id=merchant_id, deleted_at=None).count() >= MAX_ENDPOINTS:
+            raise InvalidRequest(
+                f"At most {MAX_ENDPOINTS} endpoints per merchant.", param="url", code="too_many_endpoints"
+            )
+        secret = new_secret()
+        endpoint = await WebhookEndpoint.create(
+            merchant_id=merchant_id, url=url, events=events, secret=secret, created_at=await clock.now()
+        )
+        await audit(actor, "webhook_endpoint.create", "webhook_endpoint", endpoint.id, url=url, events=events)
     return endpoint, secret
 
 
@@ -138,6 +160,7 @@ async def update_endpoint(  # noqa: PLR0913 - the fields that may change, keywor
     events: list[str] | None,
     enabled: bool | None,
     allow_insecure: bool,
+    actor: Actor,
 ) -> WebhookEndpoint:
     """Only the fields given change; enabling again clears the failure count."""
     checked = await _checked_url(url, allow_insecure=allow_insecure) if url is not None else None
@@ -152,6 +175,14 @@ async def update_endpoint(  # noqa: PLR0913 - the fields that may change, keywor
             if enabled:
                 endpoint.consecutive_failures, endpoint.disabled_reason = 0, None
         await endpoint.save()
+        changes = {"url": checked, "events": events, "enabled": enabled}
+        await audit(
+            actor,
+            "webhook_endpoint.update",
+            "webhook_endpoint",
+            endpoint.id,
+            **{name: value for name, value in changes.items() if value is not None},
+        )
     return endpoint
 
 
@@ -160,16 +191,17 @@ async def find_endpoint(merchant_id: str, endpoint_id: str) -> WebhookEndpoint:
     return await _endpoint(merchant_id, endpoint_id)
 
 
-async def delete_endpoint(merchant_id: str, endpoint_id: str) -> WebhookEndpoint:
+async def delete_endpoint(merchant_id: str, endpoint_id: str, *, actor: Actor) -> WebhookEndpoint:
     """Nothing more is sent to it; its delivery log stays readable for the records."""
     async with in_transaction():
         endpoint = await _endpoint(merchant_id, endpoint_id, lock=True)
         endpoint.deleted_at, endpoint.enabled = await clock.now(), False
         await endpoint.save(update_fields=["deleted_at", "enabled"])
+        await audit(actor, "webhook_endpoint.delete", "webhook_endpoint", endpoint.id)
     return endpoint
 
 
-async def rotate_secret(merchant_id: str, endpoint_id: str) -> tuple[WebhookEndpoint, str]:
+async def rotate_secret(merchant_id: str, endpoint_id: str, *, actor: Actor) -> tuple[WebhookEndpoint, str]:
     """A new secret (answered once); for 24 hours deliveries carry both signatures."""
     async with in_transaction():
         endpoint = await _endpoint(merchant_id, endpoint_id, lock=True)
@@ -178,10 +210,18 @@ async def rotate_secret(merchant_id: str, endpoint_id: str) -> tuple[WebhookEndp
         endpoint.previous_secret_expires_at = await clock.now() + ROTATION_OVERLAP
         endpoint.secret = secret
         await endpoint.save(update_fields=["previous_secret", "previous_secret_expires_at", "secret"])
+        await audit(actor, "webhook_endpoint.rotate_secret", "webhook_endpoint", endpoint.id)
     return endpoint, secret
 
 
-async def redeliver_event(merchant_id: str, event_id: str) -> Event:
+async def _send_again(delivery: WebhookDelivery, *, now: datetime) -> None:
+    """A locked delivery pending again with its retries counted afresh, handed to the worker at commit."""
+    delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, now + DELIVERY_LEASE
+    await delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
+    await send(DELIVER_WEBHOOK, delivery.id)
+
+
+async def redeliver_event(merchant_id: str, event_id: str, *, actor: Actor) -> Event:
     """Every enabled endpoint that wants the event gets it again, under the same ``webhook-id``."""
     async with in_transaction():
         event = await Event.get_or_none(id=event_id, merchant_id=merchant_id) if fits_id_column(event_id) else None
@@ -193,11 +233,29 @@ async def redeliver_event(merchant_id: str, event_id: str) -> Event:
             delivery = await WebhookDelivery.select_for_update().get_or_none(event_id=event.id, endpoint_id=endpoint.id)
             if delivery is None:
                 await WebhookDelivery.schedule(event, endpoint, now=now)
-                continue
-            delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, now + DELIVERY_LEASE
-            await delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
-            await send(DELIVER_WEBHOOK, delivery.id)
+            else:
+                await _send_again(delivery, now=now)
+        await audit(actor, "event.redeliver", "event", event.id)
     return event
+
+
+async def redeliver(merchant_id: str, endpoint_id: str, delivery_id: str, *, actor: Actor) -> WebhookDelivery:
+    """One delivery to one endpoint sent again, under the same ``webhook-id``, its retries
+    counted afresh; a disabled endpoint must be enabled first (it would not be called)."""
+    async with in_transaction():
+        endpoint = await _endpoint(merchant_id, endpoint_id)
+        found = (
+            await WebhookDelivery.select_for_update().get_or_none(id=delivery_id, endpoint_id=endpoint.id)
+            if fits_id_column(delivery_id)
+            else None
+        )
+        if found is None:
+            raise not_found("webhook delivery", delivery_id)
+        if not endpoint.enabled:
+            raise Conflict("Enable the endpoint before sending to it again.", code="endpoint_disabled")
+        await _send_again(found, now=await clock.now())
+        await audit(actor, "webhook_delivery.redeliver", "webhook_delivery", found.id, event=found.event_id)
+    return found
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,8 @@ class WebhookDelivery(Model):
     class Meta:
         table = "webhook_deliveries"
         unique_together = (("event_id", "endpoint_id"),)
-        indexes = (("status", "next_attempt_at"),)
+        # (endpoint_id, created_at): an endpoint's delivery log, newest first, page by page.
+        indexes = (("status", "next_attempt_at"), ("endpoint_id", "created_at"))
 
     @classmethod
     async def schedule(cls, event: Event, endpoint: WebhookEndpoint, *, now: Any) -> WebhookDelivery:
@@ -213,3 +214,4 @@ class DeliveryAttempt(Model):
 
     class Meta:
         table = "webhook_attempts"
+        indexes = (("delivery_id",),)

@@ -22,8 +22,7 @@ def page_links(request: web.Request, found: KeysetPage[Any], **keep: str) -> dic
         return f"{request.path}?{urlencode({**kept, cursor: row_id})}"
 
     rows = found.rows
-    # Read past an ``after`` cursor, the cursor row itself is newer: a newer page exists.
-    newer = found.has_newer or bool(request.query.get("after"))
+    newer = found.has_newer
     return {
         "previous_url": link("before", rows[0].id) if rows and newer else None,
         "next_url": link("after", rows[-1].id) if rows and found.has_older else None,

@@ -29,7 +29,7 @@ from api.site.pages import render, see_other
 from billing.errors import Conflict, InvalidRequest
 from billing.states import BillingStatus, ChargeStatus
 from models.base import fits_id_column
-from models.charges import Charge, Refund
+from models.charges import CHARGE_API_FIELDS, Charge, Refund
 from models.clock import clock
 from models.events import Event
 from models.invoices import InvoiceItem
@@ -61,18 +61,8 @@ CSV_COLUMNS = (
     "subscription",
     "payout_id",
 )
-CSV_FIELDS = (
-    "id",
-    "created_at",
-    "status",
-    "billing_status",
-    "amount",
-    "refunded_amount",
-    "description",
-    "merchant_reference",
-    "subscription_id",
-    "payout_id",
-)
+# Each column is the API's charge field of that name: read the same model attribute it reads.
+CSV_FIELDS = tuple(next(f.attribute for f in CHARGE_API_FIELDS if f.name == column) or "" for column in CSV_COLUMNS)
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 MAX_Q = 500

@@ -4,8 +4,9 @@ page 500 costs what page 1 costs."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tortoise.expressions import Q
 from tortoise.models import Model
@@ -14,7 +15,7 @@ from tortoise.queryset import QuerySet
 from billing.errors import InvalidRequest
 from models.base import fits_id_column
 
-__all__ = ["KeysetPage", "keyset_page"]
+__all__ = ["KeysetPage", "keyset_page", "keyset_walk"]
 
 M = TypeVar("M", bound=Model)
 
@@ -66,3 +67,19 @@ async def keyset_page(
     if not newest_first:
         rows.reverse()
     return KeysetPage(rows, has_more, newest_first, after_cursor=bool(after))
+
+
+async def keyset_walk(base: QuerySet[M], *, fields: Sequence[str], chunk: int) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every row of ``base``, newest first, as dicts of ``fields`` in lists of at most ``chunk``:
+    each list is one indexed query continuing from the last row of the one before, so an export
+    of any size holds one chunk in memory at a time."""
+    wanted = list(dict.fromkeys([*fields, "created_at", "id"]))
+    query = base
+    while True:
+        rows = await query.order_by("-created_at", "-id").limit(chunk).values(*wanted)
+        if rows:
+            yield rows
+        if len(rows) < chunk:
+            return
+        at, last_id = rows[-1]["created_at"], rows[-1]["id"]
+        query = base.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=last_id))

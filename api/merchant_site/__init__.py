@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.merchant_site import api_keys, auth, home, subscriptions, users, webhooks
+from api.merchant_site import api_keys, auth, home, purchases, subscriptions, users, webhooks
 from api.merchant_site.access import load_staff
 from api.site.sessions import Site
 
@@ -26,6 +26,7 @@ SITE = Site(
 ROUTES: list[web.RouteTableDef] = [
     auth.routes,
     home.routes,
+    purchases.routes,
     users.routes,
     subscriptions.routes,
     webhooks.routes,

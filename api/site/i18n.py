@@ -78,10 +78,23 @@ def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
     return translations(_language_of(context)).ngettext(singular, plural, count)
 
 
+@pass_context
+def _pgettext(context: Context, message_context: str, message: str) -> str:
+    return str(translations(_language_of(context)).pgettext(message_context, message))
+
+
+@pass_context
+def _npgettext(context: Context, message_context: str, singular: str, plural: str, count: int) -> str:
+    return translations(_language_of(context)).npgettext(message_context, singular, plural, count)
+
+
 def install_gettext(env: Environment) -> None:
-    """Make ``_()``, ``gettext`` and ``{% trans %}`` translate into the page's ``locale``."""
+    """Make ``_()``, ``gettext``, ``pgettext`` (one English word, two meanings: ``pgettext("subscription",
+    "Canceled")``) and ``{% trans %}`` translate into the page's ``locale``."""
     env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        _gettext, _ngettext, newstyle=True, pgettext=_pgettext, npgettext=_npgettext
+    )
 
 
 def chosen_language(request: web.Request) -> tuple[str, bool]:

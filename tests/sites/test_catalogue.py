@@ -13,28 +13,33 @@ from api.site.i18n import catalogue_files, translations
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _template_messages() -> set[str]:
+def _template_messages() -> set[tuple[str | None, str]]:
+    """(context, message id) of every message the templates use."""
     method_map = [("api/templates/**.html", "jinja2")]
     options = {"api/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
     found = set()
-    for _, _, message, _, _ in extract_from_dir(str(ROOT), method_map, options_map=options):
-        found.add(message if isinstance(message, str) else message[0])
+    for _, _, message, _, context in extract_from_dir(str(ROOT), method_map, options_map=options):
+        found.add((context, message if isinstance(message, str) else message[0]))
     return found
 
 
 def test_every_template_message_has_japanese_words() -> None:
     """Each message id of every template is translated in the Japanese catalogue (no English leaks)."""
     japanese = translations("ja")
-    missing = sorted(m for m in _template_messages() if japanese.gettext(m) == m or not japanese.gettext(m))
+    missing = sorted(
+        (context or "", message)
+        for context, message in _template_messages()
+        if (japanese.pgettext(context, message) if context else japanese.gettext(message)) in (message, "")
+    )
     assert not missing, f"add these to api/locale/ja/LC_MESSAGES/*.po: {missing}"
 
 
 def test_each_message_is_translated_in_one_catalogue_file_only() -> None:
     """No message id is in two site catalogues, where one would silently win over the other."""
-    counts: Counter[str] = Counter()
+    counts: Counter[tuple[str | None, str]] = Counter()
     for path in catalogue_files("ja"):
         with path.open("rb") as source:
-            counts.update(message.id for message in read_po(source) if message.id)
+            counts.update((message.context, message.id) for message in read_po(source) if message.id)
     twice = sorted(message for message, count in counts.items() if count > 1)
     assert not twice, f"translated in more than one .po file: {twice}"
 
@@ -43,3 +48,10 @@ def test_english_pages_show_the_message_ids() -> None:
     """English is the message ids themselves: a message reads the same through the English catalogue."""
     assert translations("en").gettext("Sign in") == "Sign in"
     assert translations("ja").gettext("Sign in") == "ログイン"
+
+
+def test_one_english_word_may_mean_two_things_in_japanese() -> None:
+    """A message with a context has its own words: a canceled subscription is not a canceled purchase."""
+    japanese = translations("ja")
+    assert japanese.pgettext("subscription", "Canceled") != japanese.gettext("Canceled")
+    assert translations("en").pgettext("subscription", "Canceled") == "Canceled"

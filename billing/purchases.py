@@ -15,6 +15,7 @@ __all__ = [
     "WRONG_PASSWORDS_PER_PURCHASE",
     "Decision",
     "PurchaseFacts",
+    "decide_my_page_sign_in",
     "decide_purchase",
     "decide_renewal",
     "may_try_again",
@@ -111,6 +112,24 @@ def decide_renewal(facts: PurchaseFacts) -> Decision:
             account_limit=facts.account_limit,
             line_spent=facts.line_spent,
             line_limit=facts.line_limit,
+        )
+    )
+
+
+def decide_my_page_sign_in(facts: PurchaseFacts) -> Decision:
+    """Signing in to the my page (product.md §10): exactly a purchase's password, lock, line and
+    address checks, on the same counter; no merchant and no amount, so those checks pass."""
+    return decide_purchase(
+        PurchaseFacts(
+            now=facts.now,
+            amount=0,
+            account_found=facts.account_found,
+            password_ok=facts.password_ok,
+            failed_attempts=facts.failed_attempts,
+            locked_until=facts.locked_until,
+            line_active=facts.line_active,
+            line_eligible=facts.line_eligible,
+            address_in_open_session=facts.address_in_open_session,
         )
     )
 

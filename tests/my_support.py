@@ -107,11 +107,11 @@ async def add_id(ops: Any, line_id: str, login_id: str, **account: Any) -> str:
     return str(created["initial_password"])
 
 
-async def another_merchant(ops: Any, name: str) -> dict[str, str]:
-    """A second merchant; its API headers."""
+async def another_merchant(ops: Any, name: str) -> tuple[str, dict[str, str]]:
+    """A second merchant: its id and API headers."""
     status, merchant = await ops.post("/ops/v1/merchants", json={**MERCHANT_BODY, "name": name})
     assert status == 201, merchant
-    return {"Authorization": f"Bearer {merchant['api_key']}"}
+    return merchant["id"], {"Authorization": f"Bearer {merchant['api_key']}"}
 
 
 async def buy(  # noqa: PLR0913 - the purchase's parts, keyword-only

@@ -6,7 +6,7 @@ with the usage rows locked); ``decide_purchase`` is then a pure function of thos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 __all__ = [
@@ -120,17 +120,7 @@ def decide_my_page_sign_in(facts: PurchaseFacts) -> Decision:
     """Signing in to the my page (product.md §10): exactly a purchase's password, lock, line and
     address checks, on the same counter; no merchant and no amount, so those checks pass."""
     return decide_purchase(
-        PurchaseFacts(
-            now=facts.now,
-            amount=0,
-            account_found=facts.account_found,
-            password_ok=facts.password_ok,
-            failed_attempts=facts.failed_attempts,
-            locked_until=facts.locked_until,
-            line_active=facts.line_active,
-            line_eligible=facts.line_eligible,
-            address_in_open_session=facts.address_in_open_session,
-        )
+        replace(facts, amount=0, merchant_active=True, account_spent=0, account_limit=0, line_spent=0, line_limit=0)
     )
 
 

@@ -16,18 +16,9 @@ from models.operations import subscribers
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-HOME = "/my"
 PASSWORD_PATH = "/my/password"  # noqa: S105 - a page address
 # A refused sign-in's status: a wrong ID or password is unauthenticated; the rest are refusals.
 REFUSAL_STATUS = {"invalid_credentials": 401}
-
-
-def _next(request: web.Request) -> str:
-    """Where to go after signing in: the page asked for, if it is one of this site's."""
-    target = request.query.get("next", "")
-    if (target == HOME or target.startswith(HOME + "/")) and "\\" not in target:
-        return target
-    return HOME
 
 
 def _site() -> Site:
@@ -39,7 +30,9 @@ def _site() -> Site:
 @routes.get("/my/login")
 async def login_form(request: web.Request) -> web.StreamResponse:
     """The sign-in form: the carrier ID and its password."""
-    return await render(request, "my/login.html", {"login_id": "", "error": None, "next": _next(request)})
+    return await render(
+        request, "my/login.html", {"login_id": "", "error": None, "next": _site().after_sign_in(request)}
+    )
 
 
 @routes.post("/my/login")
@@ -47,7 +40,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     """Check the ID, the password, the lock, the line and the address; a refusal names its reason."""
     form = await request.post()
     login_id, password = str(form.get("login_id", "")).strip(), str(form.get("password", ""))
-    context = {"login_id": login_id, "next": _next(request)}
+    context = {"login_id": login_id, "next": _site().after_sign_in(request)}
     if not login_id or not password:
         return await render(request, "my/login.html", {**context, "error": "required"}, status=400)
     attempt = await subscribers.sign_in_subscriber(

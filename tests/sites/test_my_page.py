@@ -25,11 +25,10 @@ from models.accounts import SubscriberAccount
 from models.audit_log import AuditEntry
 from models.charges import Charge
 from models.clock import clock
-from models.invoices import BillingRun, Invoice, InvoiceItem
+from models.invoices import Invoice, InvoiceItem
 from models.subscriptions import Subscription
 from settings import Settings
-from tests_support import Shop, open_shop, settle
-from workers.scheduler import run_due_jobs
+from tests_support import Shop, at, open_shop
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -143,17 +142,6 @@ async def test_another_ids_subscription_cannot_be_seen_or_cancelled(
     assert (await Subscription.get(id=subscription_id)).status == "active"
     events = await (await client.get("/v1/events", headers=shop.auth)).json()
     assert "subscription.canceled" not in [e["type"] for e in events["data"]]
-
-
-async def at(settings: Settings, moment: str) -> None:
-    """Move the test clock and let the scheduler (renewals, the month close) finish what fell due."""
-    await clock.move_to(datetime.fromisoformat(moment))
-    await run_due_jobs()
-
-    async def quiet() -> bool:
-        return not await BillingRun.exists(status="running") and not await Charge.exists(status="processing")
-
-    await settle(settings, quiet)
 
 
 async def test_a_closed_month_lists_the_ids_own_bill_items_and_a_renewal_shows_at_once(

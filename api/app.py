@@ -19,6 +19,8 @@ from api.merchant import merchant_app
 from api.merchant_site import ROUTES as MERCHANT_SITE_ROUTES
 from api.merchant_site import SITE as MERCHANT_SITE
 from api.middlewares import error_middleware, request_id_middleware
+from api.my_site import ROUTES as MY_SITE_ROUTES
+from api.my_site import SITE as MY_SITE
 from api.ops import ops_app
 from api.site import setup_sites
 from models.clock import clock
@@ -51,10 +53,10 @@ def create_app(
     app[BROKER_PROBE] = broker_probe or queues.broker_probe(settings)
     app.cleanup_ctx.append(_database_ctx(settings))
     aiohttp_session.setup(app, _cookie_storage(settings))
-    setup_sites(app, [MERCHANT_SITE, confirm.SITE])
+    setup_sites(app, [MERCHANT_SITE, MY_SITE, confirm.SITE])
     app.add_routes(health.routes)
     app.add_routes(confirm.routes)
-    for routes in MERCHANT_SITE_ROUTES:
+    for routes in (*MERCHANT_SITE_ROUTES, *MY_SITE_ROUTES):
         app.add_routes(routes)
     if demo:
         app.add_routes(demo_routes.routes)

@@ -6,7 +6,7 @@ with the usage rows locked); ``decide_purchase`` is then a pure function of thos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "WRONG_PASSWORDS_PER_PURCHASE",
     "Decision",
     "PurchaseFacts",
+    "decide_my_page_sign_in",
     "decide_purchase",
     "decide_renewal",
     "may_try_again",
@@ -112,6 +113,14 @@ def decide_renewal(facts: PurchaseFacts) -> Decision:
             line_spent=facts.line_spent,
             line_limit=facts.line_limit,
         )
+    )
+
+
+def decide_my_page_sign_in(facts: PurchaseFacts) -> Decision:
+    """Signing in to the my page (product.md §10): exactly a purchase's password, lock, line and
+    address checks, on the same counter; no merchant and no amount, so those checks pass."""
+    return decide_purchase(
+        replace(facts, amount=0, merchant_active=True, account_spent=0, account_limit=0, line_spent=0, line_limit=0)
     )
 
 

@@ -15,12 +15,20 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
 
-__all__ = ["generate_password", "hash_password", "seal_password", "unseal_password", "verify_password"]
+__all__ = [
+    "generate_password",
+    "hash_password",
+    "seal_password",
+    "unseal_password",
+    "verify_or_waste",
+    "verify_password",
+]
 
 _hasher = PasswordHasher()  # argon2id, the library's RFC 9106 "low memory" profile
 # No 0/O, 1/l/I: the carrier prints the initial password on a letter and people type it.
 _PASSWORD_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # noqa: S105 - an alphabet
 PASSWORD_LENGTH = 12
+_dummy_hash: str | None = None
 
 
 def generate_password() -> str:
@@ -43,6 +51,18 @@ async def verify_password(password_hash: str, password: str) -> bool:
             return False
 
     return await asyncio.get_running_loop().run_in_executor(None, check)
+
+
+async def verify_or_waste(password_hash: str | None, password: str) -> bool:
+    """Verify against the hash, or (no such user: None) against a throwaway one and answer
+    False, so an unknown sign-in name costs the same time as a known one."""
+    global _dummy_hash  # noqa: PLW0603 - computed once, on first need
+    if password_hash is None:
+        if _dummy_hash is None:
+            _dummy_hash = await hash_password(secrets.token_urlsafe(16))
+        await verify_password(_dummy_hash, password)
+        return False
+    return await verify_password(password_hash, password)
 
 
 def _fernet(secret_key: str) -> Fernet:

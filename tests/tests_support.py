@@ -114,3 +114,21 @@ async def settle(settings: Settings, done: Callable[[], Awaitable[bool]], *, dea
         close = getattr(publisher, "close", None)
         if close is not None:
             await close()
+
+
+async def at(settings: Settings, moment: str) -> None:
+    """Move the test clock and let the scheduler do what fell due (renewals, a month close), to the end."""
+    from datetime import datetime
+
+    from models.charges import Charge
+    from models.clock import clock
+    from models.invoices import BillingRun
+    from workers.scheduler import run_due_jobs
+
+    await clock.move_to(datetime.fromisoformat(moment))
+    await run_due_jobs()
+
+    async def quiet() -> bool:
+        return not await BillingRun.exists(status="running") and not await Charge.exists(status="processing")
+
+    await settle(settings, quiet)

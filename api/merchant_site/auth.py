@@ -22,16 +22,12 @@ __all__ = ["PENDING_KEY", "routes", "totp_enrolment_detour"]
 routes = web.RouteTableDef()
 PENDING_KEY = "merchant_pending"
 PENDING_SECONDS = 300
-HOME = "/merchant"
 ENROL_PATH = "/merchant/account/totp"
 
 
 def _next(request: web.Request) -> str:
     """Where to go after signing in: the page asked for, if it is one of this site's."""
-    target = request.query.get("next", "")
-    if target.startswith(HOME) and not target.startswith("//") and "\\" not in target:
-        return target
-    return HOME
+    return _site(request).after_sign_in(request)
 
 
 def _site(request: web.Request) -> Site:

@@ -51,6 +51,13 @@ class Site:
         """Where a visitor without a session is sent."""
         return f"{self.prefix}/login"
 
+    def after_sign_in(self, request: web.Request) -> str:
+        """Where to go after signing in: the ``next`` page asked for, if it is one of this site's."""
+        target = request.query.get("next", "")
+        if self.covers(target.split("?", 1)[0]) and not target.startswith("//") and "\\" not in target:
+            return target
+        return self.prefix
+
     def covers(self, path: str) -> bool:
         """True for the site's own paths (and not an API mounted under the same prefix)."""
         if path != self.prefix and not path.startswith(self.prefix + "/"):

@@ -170,19 +170,25 @@ async def end_subscription(subscription: Subscription, *, now: datetime, reason:
 
 
 async def cancel_subscription(
-    subscription_id: str, *, merchant_id: str | None, reason: str, actor: Actor
+    subscription_id: str, *, merchant_id: str | None, reason: str, actor: Actor, account_id: str | None = None
 ) -> Subscription:
     """No further renewals; the current month is neither refunded nor prorated. ``merchant_id``
-    limits it to one merchant's subscriptions (the merchant's surfaces); staff pass None."""
+    limits it to one merchant's subscriptions (the merchant's surfaces), ``account_id`` to one
+    subscriber ID's (the my page); staff pass neither. Another owner's answers like a missing one."""
+    scope = {} if account_id is None else {"account_id": account_id}
     async with in_transaction():
         if merchant_id is None:
-            found = await Subscription.select_for_update().get_or_none(id=subscription_id)
+            found = (
+                await Subscription.select_for_update().get_or_none(id=subscription_id, **scope)
+                if fits_id_column(subscription_id)
+                else None
+            )
             if found is None:
                 raise not_found("subscription", subscription_id)
             subscription = found
         else:
             subscription = await find_owned(
-                Subscription, subscription_id, merchant_id=merchant_id, kind="subscription", lock=True
+                Subscription, subscription_id, merchant_id=merchant_id, kind="subscription", lock=True, **scope
             )
         if subscription.status not in LIVE_SUBSCRIPTIONS:
             raise Conflict(

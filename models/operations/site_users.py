@@ -23,7 +23,7 @@ from models.audit_log import Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
 from models.merchants import Merchant, MerchantUser
-from models.passwords import generate_password, hash_password, verify_password
+from models.passwords import generate_password, hash_password, verify_or_waste, verify_password
 from models.site_sessions import SiteSession
 
 __all__ = [
@@ -52,7 +52,6 @@ SESSION_IDLE = timedelta(minutes=30)
 # A session's last use is written at most this often: a page view is not a database write.
 TOUCH_EVERY = timedelta(seconds=60)
 TOTP_ISSUER = "Matomete"
-_dummy_hash: str | None = None
 
 
 class MerchantRole(StrEnum):
@@ -127,22 +126,11 @@ class SignIn:
         return self.user is not None and self.user.totp_enabled
 
 
-async def _verify_or_waste(password_hash: str | None, password: str) -> bool:
-    """Verify against the hash, or against a throwaway one, so an unknown e-mail costs the same."""
-    global _dummy_hash  # noqa: PLW0603 - computed once, on first need
-    if password_hash is None:
-        if _dummy_hash is None:
-            _dummy_hash = await hash_password(secrets.token_urlsafe(16))
-        await verify_password(_dummy_hash, password)
-        return False
-    return await verify_password(password_hash, password)
-
-
 async def sign_in_merchant_user(email: str, password: str, *, request_id: str | None = None) -> SignIn:
     """Check ``email`` and ``password`` under the lockout rule and record the attempt."""
     address = email.strip().lower()
     found = await MerchantUser.get_or_none(email=address, active=True) if address else None
-    password_ok = await _verify_or_waste(found.password_hash if found else None, password)
+    password_ok = await verify_or_waste(found.password_hash if found else None, password)
     if found is None:
         return SignIn(SignInOutcome.WRONG_PASSWORD)
     async with in_transaction():

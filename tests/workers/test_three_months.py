@@ -16,29 +16,15 @@ import pytest
 from conftest import OpsClient
 from models.charges import Charge
 from models.invariants import run_audit
-from models.invoices import BillingRun, Invoice
+from models.invoices import Invoice
 from models.payouts import Payout
 from models.subscriptions import Subscription
 from settings import Settings
-from tests_support import MERCHANT_BODY, answer, line_body, open_shop, settle
-from workers.scheduler import run_due_jobs
+from tests_support import MERCHANT_BODY, answer, at, line_body, open_shop, settle
 
 pytestmark = pytest.mark.usefixtures("worker")
 L1, L2, L3 = "COP0000003001", "COP0000003002", "COP0000003003"
 RETURN_URL = "https://shop.example/r"
-
-
-async def at(settings: Settings, moment: str) -> None:
-    """Move the test clock and let the scheduler do what fell due, to the end."""
-    from models.clock import clock
-
-    await clock.move_to(datetime.fromisoformat(moment))
-    await run_due_jobs()
-
-    async def quiet() -> bool:
-        return not await BillingRun.exists(status="running") and not await Charge.exists(status="processing")
-
-    await settle(settings, quiet)
 
 
 async def buy(  # noqa: PLR0913, PLR0917 - the purchase's parts

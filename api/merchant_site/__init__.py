@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.merchant_site import auth, home, users
+from api.merchant_site import auth, home, payouts, users
 from api.merchant_site.access import load_staff
 from api.site.sessions import Site
 
@@ -23,4 +23,4 @@ SITE = Site(
     public_paths=frozenset({"/merchant/login", "/merchant/login/otp"}),
     extra_checks=(auth.totp_enrolment_detour,),
 )
-ROUTES: list[web.RouteTableDef] = [auth.routes, home.routes, users.routes]
+ROUTES: list[web.RouteTableDef] = [auth.routes, home.routes, payouts.routes, users.routes]

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sites_support import SiteBrowser, merchant_user
+from sites_support import signed_in
 
 from conftest import OpsClient
 from models.clock import clock
@@ -58,33 +58,25 @@ async def create_and_cancel(client: Any, shop: Shop, kind: str) -> None:
     assert (await client.post(f"/v1/{kind}/{created['id']}/cancel", headers=shop.auth)).status == 200
 
 
-async def viewer_browser(ops: OpsClient, client: Any, merchant_id: str) -> SiteBrowser:
-    """A browser signed in as a viewer of ``merchant_id``."""
-    viewer = await merchant_user(ops, merchant_id, role="viewer")
-    browser = SiteBrowser(client)
-    assert (await browser.sign_in(viewer["email"], viewer["initial_password"])).status == 303
-    return browser
-
-
 async def test_this_months_figures_and_daily_bars_equal_the_purchases(
     client: Any, ops: OpsClient, settings: Settings
 ) -> None:
     """October's sale is charted but not in November's figures; November's sales, refund and cancellations add up."""
     await clock.move_to(datetime.fromisoformat("2030-10-25T10:00:00+09:00"))
     shop = await open_shop(ops)
-    await buy(client, settings, shop, login_id=shop.login_id, password=shop.password, amount=700)
+    await buy(client, settings, shop, amount=700)
     await clock.move_to(datetime.fromisoformat("2030-11-10T10:00:00+09:00"))
-    big = await buy(client, settings, shop, login_id=shop.login_id, password=shop.password, amount=1000)
-    await buy(client, settings, shop, login_id=shop.login_id, password=shop.password, amount=500)
+    big = await buy(client, settings, shop, amount=1000)
+    await buy(client, settings, shop, amount=500)
     refund = await client.post("/v1/refunds", headers=shop.auth, json={"charge": big, "amount": 300})
     assert refund.status == 201
     await create_and_cancel(client, shop, "charges")
     await subscribe(client, settings, shop, amount=980)
     await create_and_cancel(client, shop, "subscriptions")
     await clock.move_to(datetime.fromisoformat("2030-11-12T09:00:00+09:00"))
-    await buy(client, settings, shop, login_id=shop.login_id, password=shop.password, amount=200)
+    await buy(client, settings, shop, amount=200)
 
-    browser = await viewer_browser(ops, client, shop.merchant_id)
+    browser = await signed_in(ops, client, shop.merchant_id)
     status, page = await browser.get("/merchant")
     assert status == 200
     assert 'id="month-period">2030-11<' in page
@@ -106,8 +98,8 @@ async def test_the_charts_are_plain_svg_with_a_title_and_no_inline_style(
     """The daily chart is inline SVG with its <title> and <desc>, sixty days, and no style= or script."""
     await clock.move_to(datetime.fromisoformat("2030-11-10T10:00:00+09:00"))
     shop = await open_shop(ops)
-    await buy(client, settings, shop, login_id=shop.login_id, password=shop.password, amount=1200)
-    browser = await viewer_browser(ops, client, shop.merchant_id)
+    await buy(client, settings, shop, amount=1200)
+    browser = await signed_in(ops, client, shop.merchant_id)
     status, page = await browser.get("/merchant?lang=en")
     assert status == 200
     svg = re.search(r'<svg id="daily-chart".*?</svg>', page, re.DOTALL)
@@ -128,15 +120,15 @@ async def test_closed_months_show_billed_collected_and_paid_out(
     """November paid out shows its payout's figures; December, closed and not paid out, its billed items."""
     await clock.move_to(datetime.fromisoformat("2030-11-10T10:00:00+09:00"))
     shop = await open_shop(ops)
-    await buy(client, settings, shop, login_id=shop.login_id, password=shop.password, amount=1000)
+    await buy(client, settings, shop, amount=1000)
     await clock.move_to(datetime.fromisoformat("2030-12-05T10:00:00+09:00"))
     await close(ops, settings, "2030-11")
     await collect_in_full(ops, shop.line_id, "2030-11", paid_at="2030-12-20T10:00:00+09:00")
-    await buy(client, settings, shop, login_id=shop.login_id, password=shop.password, amount=2000)
+    await buy(client, settings, shop, amount=2000)
     await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
     (payout,) = await make_payouts(ops, settings, "2030-11")
     await close(ops, settings, "2030-12")
-    browser = await viewer_browser(ops, client, shop.merchant_id)
+    browser = await signed_in(ops, client, shop.merchant_id)
     status, page = await browser.get("/merchant")
     assert status == 200
     assert bars(page, "monthly-chart", "billed") == {"2030-11": 1000, "2030-12": 2000}

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sites_support import SiteBrowser, merchant_user
+from sites_support import signed_in
 
 from conftest import OpsClient
 from models.clock import clock
@@ -40,21 +40,13 @@ async def paid_out(client: Any, ops: OpsClient, settings: Settings) -> dict[str,
     await clock.move_to(datetime.fromisoformat("2030-11-10T10:00:00+09:00"))
     shop = await open_shop(ops)
     for amount in (1000, 2500):
-        await buy(client, settings, shop, login_id=shop.login_id, password=shop.password, amount=amount)
+        await buy(client, settings, shop, amount=amount)
     await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
     await close(ops, settings, "2030-11")
     await collect_in_full(ops, shop.line_id, "2030-11", paid_at="2030-12-20T10:00:00+09:00")
     await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
     (payout,) = await make_payouts(ops, settings, "2030-11")
     return {"shop": shop, "payout": payout}
-
-
-async def signed_in(ops: OpsClient, client: Any, merchant_id: str, role: str = "viewer") -> SiteBrowser:
-    """A browser signed in as a ``role`` user of ``merchant_id``."""
-    user = await merchant_user(ops, merchant_id, role=role)
-    browser = SiteBrowser(client)
-    assert (await browser.sign_in(user["email"], user["initial_password"])).status == 303
-    return browser
 
 
 async def test_a_viewer_lists_the_payouts_with_their_figures(

@@ -23,7 +23,7 @@ from billing.errors import InvalidRequest
 from models.operations.charges import find_owned
 from models.payouts import Payout, PayoutLine, PayoutStatus
 
-__all__ = ["CSV_COLUMNS", "routes"]
+__all__ = ["CSV_COLUMNS", "routes", "spreadsheet_text"]
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 20
@@ -32,6 +32,7 @@ CSV_CHUNK = 500
 CSV_COLUMNS = ("payout_id", "period", "kind", "charge", "invoice_item", "description", "amount")
 BOM = "\ufeff"  # spreadsheet programs read the file as UTF-8 (Japanese text) only with it
 PAYOUT_ID = "{id:[A-Za-z0-9_]+}"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LINE_FIELDS = ("id", "kind", "item_id", "item__charge_id", "description", "amount")
 
 
@@ -105,7 +106,7 @@ async def statement_csv(request: web.Request) -> web.StreamResponse:
                 line["kind"],
                 line["item__charge_id"] or "",
                 line["item_id"] or "",
-                line["description"],
+                spreadsheet_text(line["description"]),
                 line["amount"],
             )
             for line in lines
@@ -114,6 +115,12 @@ async def statement_csv(request: web.Request) -> web.StreamResponse:
         after = int(lines[-1]["id"])
     await response.write_eof()
     return response
+
+
+def spreadsheet_text(text: str) -> str:
+    """``text`` as a spreadsheet shows it, never run: a cell starting like a formula gets a
+    leading apostrophe (descriptions are the merchant's free text)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _csv_text(rows: list[tuple[Any, ...]], *, bom: bool = False) -> bytes:

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sites_support import signed_in
 
+from api.merchant_site.payouts import spreadsheet_text
 from conftest import OpsClient
 from models.clock import clock
 from models.payouts import PayoutLine
 from settings import Settings
 from tests_support import MERCHANT_BODY, buy, close, collect_in_full, make_payouts, open_shop
 
-pytestmark = pytest.mark.usefixtures("worker")
 FIGURES = (
     "period",
     "billed",
@@ -35,7 +35,7 @@ FIGURES = (
 
 
 @pytest.fixture
-async def paid_out(client: Any, ops: OpsClient, settings: Settings) -> dict[str, Any]:
+async def paid_out(client: Any, ops: OpsClient, settings: Settings, worker: Any) -> dict[str, Any]:
     """November 2030: two purchases, billed, collected in December, paid out in January."""
     await clock.move_to(datetime.fromisoformat("2030-11-10T10:00:00+09:00"))
     shop = await open_shop(ops)
@@ -142,3 +142,14 @@ async def test_without_a_session_the_csv_sends_to_sign_in(client: Any, paid_out:
     response = await client.get(f"/merchant/payouts/{paid_out['payout']['id']}.csv", allow_redirects=False)
     assert response.status == 303
     assert response.headers["Location"].startswith("/merchant/login")
+
+
+def test_a_description_that_looks_like_a_formula_is_not_run_by_a_spreadsheet() -> None:
+    """=, +, - and @ at the start of a description get an apostrophe; other text is unchanged."""
+    assert [spreadsheet_text(t) for t in ("=SUM(A1)", "+1", "-2", "@x", "コンテンツ 1000円")] == [
+        "'=SUM(A1)",
+        "'+1",
+        "'-2",
+        "'@x",
+        "コンテンツ 1000円",
+    ]

@@ -5,11 +5,11 @@ Templates name their values ``%(name)s``, or ``%(name:type)s`` where PostgreSQL 
 form: ``$1::type``, ``$2``, ... on PostgreSQL (one number per occurrence, so each is typed by its
 own context) and ``?`` on SQLite, where a list goes as JSON text and a ``Decimal`` as text.
 
-Everything else that differs between SQLite and PostgreSQL in the SQL the month close and the
-audit write is a method of ``Dialect``, so a statement reads the same on both backends and its
-differences are named, not scattered: list membership, a derived table of rows from Python,
-the close's time-ordered ids, epoch seconds, JSON objects, and whether the rows an ``UPDATE``
-returns can feed an ``INSERT`` in the same statement.
+Everything else that differs between SQLite and PostgreSQL in the SQL the month close, the
+audit and the sites' figures write is a method of ``Dialect``, so a statement reads the same on
+both backends and its differences are named, not scattered: list membership, a derived table
+of rows from Python, the close's time-ordered ids, epoch seconds, Japan-time days, JSON
+objects, and whether the rows an ``UPDATE`` returns can feed an ``INSERT`` in the same statement.
 """
 
 from __future__ import annotations
@@ -131,6 +131,13 @@ class Dialect:
         if self.postgres:
             return f"FLOOR(date_part('epoch', {column}))::bigint"
         return f"CAST(strftime('%s', {column}) AS INTEGER)"
+
+    def jst_day(self, column: str) -> str:
+        """The Japan-time calendar day of a timestamp column, as ``YYYY-MM-DD`` text (to group
+        by). Japan keeps no summer time, so SQLite's fixed nine hours is exact."""
+        if self.postgres:
+            return f"to_char({column} AT TIME ZONE 'Asia/Tokyo', 'YYYY-MM-DD')"
+        return f"date({column}, '+9 hours')"
 
     def json_column(self, column: str) -> str:
         """A JSON column as a JSON value inside ``json_object`` (SQLite keeps JSON as text)."""

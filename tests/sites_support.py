@@ -58,3 +58,15 @@ async def merchant_user(ops: Any, merchant_id: str, *, role: str = "admin", emai
     )
     assert status == 201, body
     return body
+
+
+async def signed_in(ops: Any, client: Any, merchant_id: str, *, role: str = "viewer") -> SiteBrowser:
+    """A browser signed in as a new ``role`` user of ``merchant_id``, holding the session's CSRF
+    token (signing in changes it, so it reads the home page's)."""
+    user = await merchant_user(ops, merchant_id, role=role)
+    browser = SiteBrowser(client)
+    response = await browser.sign_in(user["email"], user["initial_password"])
+    assert response.status == 303, response.body_text
+    status, _ = await browser.get("/merchant")
+    assert status == 200
+    return browser

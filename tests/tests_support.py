@@ -10,6 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import queues
+from models.charges import Charge
+from models.invoices import BillingRun
+from models.payouts import Payout
 from settings import Settings
 
 MERCHANT_BODY: dict[str, Any] = {
@@ -36,6 +39,7 @@ def line_body(line_id: str, **changes: Any) -> dict[str, Any]:
     }
 
 
+RETURN_URL = "https://shop.example/r"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -132,3 +136,77 @@ async def at(settings: Settings, moment: str) -> None:
         return not await BillingRun.exists(status="running") and not await Charge.exists(status="processing")
 
     await settle(settings, quiet)
+
+
+async def buy(  # noqa: PLR0913 - keyword-only purchase details
+    client: Any,
+    settings: Settings,
+    shop: Shop,
+    *,
+    amount: int,
+    login_id: str | None = None,
+    password: str | None = None,
+) -> str:
+    """One confirmed purchase from 127.0.0.1 (by the shop's own ID unless another is given); the charge id."""
+    created = await (
+        await client.post(
+            "/v1/charges",
+            headers=shop.auth,
+            json={"amount": amount, "description": f"コンテンツ {amount}円", "return_url": RETURN_URL},
+        )
+    ).json()
+    await answer(
+        client,
+        created["confirmation_url"],
+        login_id=login_id or shop.login_id,
+        password=password or shop.password,
+    )
+
+    async def decided() -> bool:
+        return (await Charge.get(id=created["id"])).status == "succeeded"
+
+    await settle(settings, decided)
+    return str(created["id"])
+
+
+async def close(ops: Any, settings: Settings, period: str) -> dict[str, Any]:
+    """POST /billing/close and wait for the run to finish; the run."""
+    status, run = await ops.post("/ops/v1/billing/close", json={"period": period})
+    assert status == 202, run
+
+    async def finished() -> bool:
+        return (await BillingRun.get(id=run["id"])).status == "succeeded"
+
+    await settle(settings, finished)
+    status, done = await ops.get(f"/ops/v1/billing/runs/{run['id']}")
+    assert status == 200
+    return done
+
+
+async def invoice_of(ops: Any, line_id: str, period: str) -> dict[str, Any]:
+    """The one invoice of a line and period, as the ops API shows it."""
+    status, listing = await ops.get(f"/ops/v1/invoices?line_id={line_id}&period={period}")
+    assert status == 200
+    (invoice,) = listing["data"]
+    return invoice
+
+
+async def collect_in_full(ops: Any, line_id: str, period: str, *, paid_at: str) -> None:
+    """The carrier reports the line's whole bill of ``period`` paid at ``paid_at``."""
+    invoice = await invoice_of(ops, line_id, period)
+    row = {"invoice_id": invoice["id"], "amount": invoice["total"], "paid_at": paid_at}
+    status, body = await ops.post("/ops/v1/collections", json={"rows": [row]})
+    assert status == 201, body
+
+
+async def make_payouts(ops: Any, settings: Settings, period: str) -> list[dict[str, Any]]:
+    """POST /payouts/generate and wait for the merchant's payout of ``period``; the period's payouts."""
+    status, body = await ops.post("/ops/v1/payouts/generate", json={"period": period})
+    assert status == 202, body
+
+    async def made() -> bool:
+        return await Payout.exists(period=period)
+
+    await settle(settings, made)
+    _, listing = await ops.get(f"/ops/v1/payouts?period={period}")
+    return list(listing["data"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.merchant_site import api_keys, auth, home, purchases, subscriptions, users, webhooks
+from api.merchant_site import api_keys, auth, home, payouts, purchases, subscriptions, users, webhooks
 from api.merchant_site.access import load_staff
 from api.site.sessions import Site
 
@@ -27,6 +27,7 @@ ROUTES: list[web.RouteTableDef] = [
     auth.routes,
     home.routes,
     purchases.routes,
+    payouts.routes,
     users.routes,
     subscriptions.routes,
     webhooks.routes,

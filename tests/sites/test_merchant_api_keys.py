@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from staff_support import signed_in
+from sites_support import signed_in
 
 from api.site.formatting import jst
 from conftest import OpsClient, row_counts
@@ -43,7 +43,7 @@ async def move_clock(ops: OpsClient, by: timedelta) -> None:
 async def test_a_new_key_is_shown_once_and_works(client: Any, ops: OpsClient, shop: Shop, role: str) -> None:
     """Issue answers the key under #new-api-key (only its digest is stored); /v1 accepts it; a later
     GET of the page does not show it."""
-    browser = await signed_in(client, ops, shop.merchant_id, role)
+    browser = await signed_in(ops, client, shop.merchant_id, role=role)
     _, page = await browser.get("/merchant/api-keys")
     assert 'id="create-api-key"' in page
     response = await browser.post("/merchant/api-keys")
@@ -67,7 +67,7 @@ async def test_a_new_key_is_shown_once_and_works(client: Any, ops: OpsClient, sh
 
 async def test_a_revoked_key_is_refused_by_v1(client: Any, ops: OpsClient, shop: Shop) -> None:
     """Revoke stops the key at once (401 on /v1) and the list shows it revoked, without a button."""
-    browser = await signed_in(client, ops, shop.merchant_id, "developer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="developer")
     record = await ApiKey.get(key_hash=hash_api_key(shop.api_key))
     _, page = await browser.get("/merchant/api-keys")
     assert f'id="revoke-{record.id}"' in page
@@ -84,7 +84,7 @@ async def test_a_revoked_key_is_refused_by_v1(client: Any, ops: OpsClient, shop:
 async def test_a_viewer_can_neither_list_issue_nor_revoke(client: Any, ops: OpsClient, shop: Shop) -> None:
     """A viewer gets 403 on the page, on issue and on revoke; no key is added or revoked."""
     record = await ApiKey.get(key_hash=hash_api_key(shop.api_key))
-    browser = await signed_in(client, ops, shop.merchant_id, "viewer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="viewer")
     status, _ = await browser.get("/merchant/api-keys")
     assert status == 403
     before = await row_counts()
@@ -99,7 +99,7 @@ async def test_another_merchants_key_is_not_found(client: Any, ops: OpsClient, s
     record = await ApiKey.get(key_hash=hash_api_key(shop.api_key))
     status, other = await ops.post("/ops/v1/merchants", json={**MERCHANT_BODY, "name": "別の店"})
     assert status == 201
-    browser = await signed_in(client, ops, other["id"], "admin")
+    browser = await signed_in(ops, client, other["id"], role="admin")
     _, page = await browser.get("/merchant/api-keys")
     assert record.id not in page
     before = await row_counts()
@@ -111,7 +111,7 @@ async def test_another_merchants_key_is_not_found(client: Any, ops: OpsClient, s
 async def test_a_key_used_through_v1_shows_when(client: Any, ops: OpsClient, shop: Shop) -> None:
     """Before any use the key reads Never; after a /v1 request, the time of that use (JST)."""
     record = await ApiKey.get(key_hash=hash_api_key(shop.api_key))
-    browser = await signed_in(client, ops, shop.merchant_id, "developer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="developer")
     _, page = await browser.get("/merchant/api-keys?lang=en")
     assert '<td class="last-used">Never</td>' in page
     assert await v1_status(client, shop.api_key) == 200

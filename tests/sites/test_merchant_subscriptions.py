@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from staff_support import signed_in
+from sites_support import signed_in
 
 from conftest import OpsClient, row_counts
 from models.audit_log import AuditEntry
@@ -48,7 +48,7 @@ async def test_the_list_shows_the_merchants_subscriptions_filtered_by_status(
     live = await subscribe(client, shop, "見放題プラン")
     ended = await subscribe(client, shop, "音楽プラン")
     await client.post(f"/v1/subscriptions/{ended['id']}/cancel", headers=shop.auth)
-    browser = await signed_in(client, ops, shop.merchant_id, "viewer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="viewer")
     status, page = await browser.get("/merchant/subscriptions")
     assert status == 200
     assert live["id"] in page
@@ -62,7 +62,7 @@ async def test_the_list_shows_the_merchants_subscriptions_filtered_by_status(
 async def test_an_unknown_status_filter_is_a_400_naming_it(client: Any, ops: OpsClient, shop: Shop) -> None:
     """?status=bogus answers 400 with the status field's problem on the page, not a list."""
     await subscribe(client, shop)
-    browser = await signed_in(client, ops, shop.merchant_id, "viewer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="viewer")
     status, page = await browser.get("/merchant/subscriptions?status=bogus&lang=en")
     assert status == 400
     assert 'id="status-error"' in page
@@ -73,7 +73,7 @@ async def test_an_unknown_status_filter_is_a_400_naming_it(client: Any, ops: Ops
 async def test_the_list_is_paged_by_cursor(client: Any, ops: OpsClient, shop: Shop) -> None:
     """Past 50 subscriptions an Older link leads to the rest, and a Newer link back."""
     made = [await subscribe(client, shop, f"プラン{n}") for n in range(52)]
-    browser = await signed_in(client, ops, shop.merchant_id, "viewer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="viewer")
     _, first = await browser.get("/merchant/subscriptions")
     assert f'href="/merchant/subscriptions/{made[-1]["id"]}"' in first
     assert f'href="/merchant/subscriptions/{made[0]["id"]}"' not in first
@@ -100,7 +100,7 @@ async def test_the_detail_page_shows_the_fields_and_charges_linking_to_purchases
 
     await settle(settings, active)
     charge = await Charge.get(subscription_id=subscription["id"])
-    browser = await signed_in(client, ops, shop.merchant_id, "viewer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="viewer")
     status, page = await browser.get(f"/merchant/subscriptions/{subscription['id']}?lang=en")
     assert status == 200
     assert "¥980" in page
@@ -112,7 +112,7 @@ async def test_the_detail_page_shows_the_fields_and_charges_linking_to_purchases
 async def test_another_merchants_subscription_is_not_found(client: Any, ops: OpsClient, shop: Shop) -> None:
     """Another merchant's subscription answers 404 on its page, its confirm page and its cancel form."""
     subscription = await subscribe(client, shop)
-    browser = await signed_in(client, ops, await other_merchant(ops), "admin")
+    browser = await signed_in(ops, client, await other_merchant(ops), role="admin")
     for path in (
         f"/merchant/subscriptions/{subscription['id']}",
         f"/merchant/subscriptions/{subscription['id']}/cancel",
@@ -129,7 +129,7 @@ async def test_an_admin_cancels_after_confirming_through_the_shared_operation(
 ) -> None:
     """Detail page → confirm page → POST: canceled by the merchant, the event sent, the admin audited."""
     subscription = await subscribe(client, shop)
-    browser = await signed_in(client, ops, shop.merchant_id, "admin")
+    browser = await signed_in(ops, client, shop.merchant_id, role="admin")
     _, detail = await browser.get(f"/merchant/subscriptions/{subscription['id']}")
     assert 'id="cancel-subscription"' in detail
     assert f'action="/merchant/subscriptions/{subscription["id"]}/cancel"' in detail
@@ -153,7 +153,7 @@ async def test_an_admin_cancels_after_confirming_through_the_shared_operation(
 async def test_cancelling_twice_names_the_problem_and_changes_nothing(client: Any, ops: OpsClient, shop: Shop) -> None:
     """A second cancel answers 409 with the problem named; no second event is written."""
     subscription = await subscribe(client, shop)
-    browser = await signed_in(client, ops, shop.merchant_id, "admin")
+    browser = await signed_in(ops, client, shop.merchant_id, role="admin")
     await browser.get(f"/merchant/subscriptions/{subscription['id']}")
     assert (await browser.post(f"/merchant/subscriptions/{subscription['id']}/cancel")).status == 303
     before = await row_counts()
@@ -167,7 +167,7 @@ async def test_cancelling_twice_names_the_problem_and_changes_nothing(client: An
 async def test_a_role_without_refund_cannot_cancel(client: Any, ops: OpsClient, shop: Shop, role: str) -> None:
     """Viewers and developers see no cancel button; their forged POST answers 403 and changes nothing."""
     subscription = await subscribe(client, shop)
-    browser = await signed_in(client, ops, shop.merchant_id, role)
+    browser = await signed_in(ops, client, shop.merchant_id, role=role)
     status, detail = await browser.get(f"/merchant/subscriptions/{subscription['id']}")
     assert status == 200
     assert 'id="cancel-subscription"' not in detail

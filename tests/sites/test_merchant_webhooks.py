@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import unused_port
-from sites_support import SiteBrowser
-from staff_support import signed_in
+from sites_support import SiteBrowser, signed_in
 
 from conftest import OpsClient, row_counts
 from models.audit_log import AuditEntry
@@ -75,7 +74,7 @@ async def test_an_endpoint_is_added_and_its_secret_shown_once(
 ) -> None:
     """The add form creates the endpoint through the shared operation; the secret is on that
     answer only: the list and the endpoint's page never show it again."""
-    browser = await signed_in(client, ops, shop.merchant_id, role)
+    browser = await signed_in(ops, client, shop.merchant_id, role=role)
     endpoint_id, secret = await add_endpoint(browser, events=("charge.succeeded", "charge.refunded"))
     stored = await WebhookEndpoint.get(id=endpoint_id)
     assert (stored.merchant_id, stored.secret) == (shop.merchant_id, secret)
@@ -105,7 +104,7 @@ async def test_bad_input_is_named_and_nothing_is_written(
     client: Any, ops: OpsClient, shop: Shop, form: dict[str, Any], field: str
 ) -> None:
     """A bad URL or event choice re-renders the form (400) naming the field; no row is written."""
-    browser = await signed_in(client, ops, shop.merchant_id, "developer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="developer")
     await browser.get("/merchant/webhooks")
     before = await row_counts()
     response = await browser.post("/merchant/webhooks", form)
@@ -117,9 +116,9 @@ async def test_bad_input_is_named_and_nothing_is_written(
 
 async def test_a_viewer_can_neither_see_nor_change_webhooks(client: Any, ops: OpsClient, shop: Shop) -> None:
     """A viewer has no Webhooks link; the pages answer 403 and a forged add, rotate or delete changes nothing."""
-    owner = await signed_in(client, ops, shop.merchant_id, "admin")
+    owner = await signed_in(ops, client, shop.merchant_id, role="admin")
     endpoint_id, secret = await add_endpoint(owner)
-    browser = await signed_in(client, ops, shop.merchant_id, "viewer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="viewer")
     _, home = await browser.get("/merchant")
     assert 'href="/merchant/webhooks"' not in home
     for path in ("/merchant/webhooks", f"/merchant/webhooks/{endpoint_id}"):
@@ -141,11 +140,11 @@ async def test_a_viewer_can_neither_see_nor_change_webhooks(client: Any, ops: Op
 async def test_another_merchants_endpoint_and_delivery_are_not_found(client: Any, ops: OpsClient, shop: Shop) -> None:
     """Another merchant's endpoint answers 404 to every page and action, and so does its delivery
     replayed under one's own endpoint; nothing changes."""
-    owner = await signed_in(client, ops, shop.merchant_id, "developer")
+    owner = await signed_in(ops, client, shop.merchant_id, role="developer")
     endpoint_id, secret = await add_endpoint(owner)
     await canceled_charge(client, shop)
     delivery = await WebhookDelivery.get(endpoint_id=endpoint_id)
-    stranger = await signed_in(client, ops, await other_merchant(ops), "developer")
+    stranger = await signed_in(ops, client, await other_merchant(ops), role="developer")
     own_id, _ = await add_endpoint(stranger, url="https://hooks.other.example.jp/in")
     status, _ = await stranger.get(f"/merchant/webhooks/{endpoint_id}")
     assert status == 404
@@ -167,7 +166,7 @@ async def test_rotating_shows_the_new_secret_once_and_keeps_the_old_one_a_day(
     client: Any, ops: OpsClient, shop: Shop
 ) -> None:
     """Rotate answers the new secret (the stored one); the old one overlaps; a later GET shows neither."""
-    browser = await signed_in(client, ops, shop.merchant_id, "developer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="developer")
     endpoint_id, old = await add_endpoint(browser)
     await browser.get(f"/merchant/webhooks/{endpoint_id}")
     response = await browser.post(f"/merchant/webhooks/{endpoint_id}/rotate")
@@ -187,7 +186,7 @@ async def test_the_delivery_log_shows_each_delivery_with_a_replay_button(
     client: Any, ops: OpsClient, shop: Shop
 ) -> None:
     """A real event's delivery is listed with its event id and type, status and attempts, and a replay form."""
-    browser = await signed_in(client, ops, shop.merchant_id, "developer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="developer")
     endpoint_id, _ = await add_endpoint(browser)
     charge_id = await canceled_charge(client, shop)
     delivery = await WebhookDelivery.get(endpoint_id=endpoint_id)
@@ -208,7 +207,7 @@ async def test_replay_requeues_the_delivery_through_the_shared_operation(
 ) -> None:
     """Replaying a failed delivery makes it pending again with its attempts counted afresh and
     hands it to the webhooks worker (one more outbox message), audited."""
-    browser = await signed_in(client, ops, shop.merchant_id, "developer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="developer")
     endpoint_id, _ = await add_endpoint(browser)
     await canceled_charge(client, shop)
     delivery = await WebhookDelivery.get(endpoint_id=endpoint_id)
@@ -233,7 +232,7 @@ async def test_a_switched_off_endpoint_refuses_replay_until_switched_on(
 ) -> None:
     """Stop sending switches the endpoint off; a replay then answers 409 naming why and changes
     nothing; Start sending again switches it back on."""
-    browser = await signed_in(client, ops, shop.merchant_id, "developer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="developer")
     endpoint_id, _ = await add_endpoint(browser)
     await canceled_charge(client, shop)
     delivery = await WebhookDelivery.get(endpoint_id=endpoint_id)
@@ -253,7 +252,7 @@ async def test_a_switched_off_endpoint_refuses_replay_until_switched_on(
 
 async def test_a_deleted_endpoint_leaves_the_list(client: Any, ops: OpsClient, shop: Shop) -> None:
     """Delete marks the endpoint deleted (audited); it leaves the list and its page answers 404."""
-    browser = await signed_in(client, ops, shop.merchant_id, "admin")
+    browser = await signed_in(ops, client, shop.merchant_id, role="admin")
     endpoint_id, _ = await add_endpoint(browser)
     await browser.get(f"/merchant/webhooks/{endpoint_id}")
     response = await browser.post(f"/merchant/webhooks/{endpoint_id}/delete")
@@ -293,7 +292,7 @@ async def test_a_replayed_delivery_is_sent_again_under_the_same_webhook_id(
     """Through the real worker: delivered once (200 in the log), replayed from the page, delivered
     again with the same webhook-id and a second attempt in the log."""
     url, received = receiver
-    browser = await signed_in(client, ops, shop.merchant_id, "developer")
+    browser = await signed_in(ops, client, shop.merchant_id, role="developer")
     endpoint_id, _ = await add_endpoint(browser, url=url, events=("charge.canceled",))
     await canceled_charge(client, shop)
     delivery = await WebhookDelivery.get(endpoint_id=endpoint_id)

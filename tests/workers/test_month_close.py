@@ -22,54 +22,11 @@ from models.invoices import BillingBatch, BillingRun, Invoice, InvoiceItem
 from models.ledger import JournalEntry
 from models.operations import closing
 from settings import Settings
-from tests_support import Shop, answer, line_body, open_shop, settle
+from tests_support import Shop, buy, close, invoice_of, line_body, make_payouts, open_shop, settle
 from workers import billing as billing_queue
 
 pytestmark = pytest.mark.usefixtures("worker")
-RETURN_URL = "https://shop.example/r"
 LINE_A, LINE_B, LINE_C, LINE_D = "CAF0000002001", "CAF0000002002", "CAF0000002003", "CAF0000002004"
-
-
-async def buy(  # noqa: PLR0913 - keyword-only purchase details
-    client: Any, settings: Settings, shop: Shop, *, login_id: str, password: str, amount: int
-) -> str:
-    """One confirmed purchase from 127.0.0.1; the charge id."""
-    created = await (
-        await client.post(
-            "/v1/charges",
-            headers=shop.auth,
-            json={"amount": amount, "description": f"コンテンツ {amount}円", "return_url": RETURN_URL},
-        )
-    ).json()
-    await answer(client, created["confirmation_url"], login_id=login_id, password=password)
-
-    async def decided() -> bool:
-        return (await Charge.get(id=created["id"])).status == "succeeded"
-
-    await settle(settings, decided)
-    return str(created["id"])
-
-
-async def close(ops: OpsClient, settings: Settings, period: str) -> dict[str, Any]:
-    """POST /billing/close and wait for the run to finish; the run."""
-    status, run = await ops.post("/ops/v1/billing/close", json={"period": period})
-    assert status == 202, run
-
-    async def finished() -> bool:
-        return (await BillingRun.get(id=run["id"])).status == "succeeded"
-
-    await settle(settings, finished)
-    status, done = await ops.get(f"/ops/v1/billing/runs/{run['id']}")
-    assert status == 200
-    return done
-
-
-async def invoice_of(ops: OpsClient, line_id: str, period: str) -> dict[str, Any]:
-    """The one invoice of a line and period, as the ops API shows it."""
-    status, listing = await ops.get(f"/ops/v1/invoices?line_id={line_id}&period={period}")
-    assert status == 200
-    (invoice,) = listing["data"]
-    return invoice
 
 
 @pytest.fixture
@@ -496,21 +453,6 @@ async def test_a_charge_its_bill_nets_to_nothing_is_collected(
     assert [check.name for check in await run_audit() if not check.ok] == []
 
 
-async def _payouts(ops: OpsClient, settings: Settings, period: str) -> list[dict[str, Any]]:
-    """POST /payouts/generate and wait for the merchant's payout of ``period``; the period's payouts."""
-    from models.payouts import Payout
-
-    status, body = await ops.post("/ops/v1/payouts/generate", json={"period": period})
-    assert status == 202, body
-
-    async def made() -> bool:
-        return await Payout.exists(period=period)
-
-    await settle(settings, made)
-    _, listing = await ops.get(f"/ops/v1/payouts?period={period}")
-    return list(listing["data"])
-
-
 async def test_payouts_pay_what_was_collected_less_the_fee(
     client, ops: OpsClient, settings: Settings, november: dict[str, Any]
 ) -> None:
@@ -529,16 +471,16 @@ async def test_payouts_pay_what_was_collected_less_the_fee(
     shop: Shop = november["shop"]
     await client.post("/v1/refunds", headers=shop.auth, json={"charge": november["a_charges"][0]})  # after billing
     await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
-    (payout,) = await _payouts(ops, settings, "2030-11")
+    (payout,) = await make_payouts(ops, settings, "2030-11")
     assert (payout["billed"], payout["lines"], payout["fee"], payout["fee_rule"]) == (1015, 2, 63, "per_line")
     assert (payout["collected"], payout["adjustments"], payout["net"], payout["carried_forward"]) == (1015, 0, 952, 0)
     assert payout["scheduled_date"] == "2031-01-31"  # the last business day of January 2031, a Friday
     assert {c.payout_id for c in await Charge.filter(id__in=[*november["a_charges"], november["b_charge"]])} == {
         payout["id"]
     }
-    assert len(await _payouts(ops, settings, "2030-11")) == 1  # generating again adds nothing
+    assert len(await make_payouts(ops, settings, "2030-11")) == 1  # generating again adds nothing
     await close(ops, settings, "2030-12")
-    (december,) = await _payouts(ops, settings, "2030-12")
+    (december,) = await make_payouts(ops, settings, "2030-12")
     assert (december["collected"], december["adjustments"], december["net"], december["carried_forward"]) == (
         0,
         -105,

@@ -82,5 +82,5 @@ async def require_totp(request: web.Request) -> web.StreamResponse:
     """Require (or stop requiring) TOTP of every user of the merchant."""
     staff = require(request, Permission.MANAGE_USERS)
     required = (await request.post()).get("required") == "1"
-    await site_users.require_totp(staff.merchant.id, required, actor=acting(request))
+    await site_users.require_totp(staff.merchant.id, required=required, actor=acting(request))
     return see_other("/merchant/users")

@@ -184,7 +184,7 @@ async def confirm_totp(user: MerchantUser, code: str, *, actor: Actor) -> bool:
     return True
 
 
-async def require_totp(merchant_id: str, required: bool, *, actor: Actor) -> Merchant:
+async def require_totp(merchant_id: str, *, required: bool, actor: Actor) -> Merchant:
     """Require (or stop requiring) a TOTP second step of every user of the merchant."""
     async with in_transaction():
         merchant = await Merchant.select_for_update().get(id=merchant_id)

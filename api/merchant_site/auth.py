@@ -110,7 +110,7 @@ async def _account(request: web.Request, *, status: int = 200, **context: object
     qr = None
     if staff.user.totp_secret and not staff.user.totp_enabled:
         qr = segno.make(site_users.totp_uri(staff.user), error="m").svg_data_uri(scale=4)
-    page = {"errors": {}, "saved": None, "qr": qr, "totp_secret": staff.user.totp_secret, **context}
+    page = {"errors": {}, "saved": None, "enrolling": False, "qr": qr, "totp_secret": staff.user.totp_secret, **context}
     return await render(request, "merchant/account.html", page, status=status)
 
 

@@ -205,3 +205,45 @@ async def test_problems_on_an_english_page_are_in_english(ops: OpsClient, client
     await browser.get("/merchant/login?lang=en")
     refused = await browser.post("/merchant/login", {"email": "nobody@example.jp", "password": "x" * 12})
     assert "The e-mail address or password is wrong." in refused.body_text
+
+
+async def test_a_weak_or_mismatched_new_password_is_named_and_changes_nothing(ops: OpsClient, client: Any) -> None:
+    """Too short, equal to the e-mail, or not repeated alike: the account page names it (400); the hash stays."""
+    _, user = await _admin(ops)
+    browser = SiteBrowser(client)
+    await browser.sign_in(user["email"], user["initial_password"])
+    await browser.get("/merchant/account")
+    stored = (await MerchantUser.get(id=user["id"])).password_hash
+    current = user["initial_password"]
+    for new, again, field in (
+        ("short", "short", "new_password"),
+        (user["email"], user["email"], "new_password"),
+        ("a-long-enough-password", "a-different-password", "new_password_confirmation"),
+    ):
+        response = await browser.post(
+            "/merchant/account/password",
+            {"current_password": current, "new_password": new, "new_password_confirmation": again},
+        )
+        assert response.status == 400
+        assert f'id="{field}-error"' in response.body_text
+    assert (await MerchantUser.get(id=user["id"])).password_hash == stored
+
+
+async def test_a_new_password_ends_the_users_other_sessions(ops: OpsClient, client: Any, aiohttp_client: Any) -> None:
+    """Changing the password keeps this session and ends the one signed in elsewhere."""
+    _, user = await _admin(ops)
+    here, elsewhere = SiteBrowser(client), SiteBrowser(await aiohttp_client(client.server))
+    for browser in (here, elsewhere):
+        await browser.sign_in(user["email"], user["initial_password"])
+    await here.get("/merchant/account")
+    changed = await here.post(
+        "/merchant/account/password",
+        {
+            "current_password": user["initial_password"],
+            "new_password": "a fresh pass phrase",
+            "new_password_confirmation": "a fresh pass phrase",
+        },
+    )
+    assert changed.status == 303
+    assert (await here.get("/merchant"))[0] == 200
+    assert (await elsewhere.get("/merchant"))[0] == 303

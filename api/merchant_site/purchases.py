@@ -14,7 +14,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -106,10 +106,12 @@ class PurchaseFilters:
             found |= Q(merchant_reference=text)
             base = base.filter(found)
         first, last = _day(self.form["from"]), _day(self.form["to"])
+        # Bounds in UTC, as the rows are stored: SQLite compares the stored text, so a JST-offset
+        # bound would sort wrongly against UTC values.
         if first is not None:
-            base = base.filter(created_at__gte=datetime.combine(first, time(), JST))
+            base = base.filter(created_at__gte=datetime.combine(first, time(), JST).astimezone(UTC))
         if last is not None:
-            base = base.filter(created_at__lt=datetime.combine(last + timedelta(days=1), time(), JST))
+            base = base.filter(created_at__lt=datetime.combine(last + timedelta(days=1), time(), JST).astimezone(UTC))
         return base
 
     def query_string(self, **extra: str) -> str:

@@ -153,8 +153,10 @@ async def test_the_list_is_newest_first_and_each_filter_narrows_it(shop: Shop, r
     )
     # 23:59 JST on the 9th is 14:59 UTC: a UTC day would put it on the wrong side of "from".
     late_on_ninth = await insert_charges(merchant, 1, start=datetime(2026, 3, 9, 23, 59, tzinfo=JST))
+    # 00:30 JST on the 10th is 15:30 UTC on the 9th: stored (UTC) on the 9th, it belongs to the 10th.
+    early_on_tenth = await insert_charges(merchant, 1, start=datetime(2026, 3, 10, 0, 30, tzinfo=JST))
     await insert_charges(rival, 2)
-    everything = late_on_ninth + plain + failed + refunded + billed + referenced
+    everything = late_on_ninth + early_on_tenth + plain + failed + refunded + billed + referenced
     cases = {
         "": everything[::-1],
         "?status=failed": failed[::-1],
@@ -165,7 +167,7 @@ async def test_the_list_is_newest_first_and_each_filter_narrows_it(shop: Shop, r
         f"?q={plain[1]}": [plain[1]],
         "?q=premium": referenced,
         "?q=%25": [],  # a LIKE wildcard typed in the box is a plain character
-        "?from=2026-03-10": (plain + failed + refunded + billed + referenced)[::-1],
+        "?from=2026-03-10": (early_on_tenth + plain + failed + refunded + billed + referenced)[::-1],
         "?to=2026-03-09": late_on_ninth,
         "?from=2026-03-10&to=2026-03-10&status=failed": failed[::-1],
     }

@@ -122,6 +122,19 @@ def sign_in_as_the_demo_merchant_user(platform: Platform, printed: str) -> None:
         assert "デモ動画ストア" in landed.read().decode()
 
 
+def sign_in_as_the_demo_subscriber(platform: Platform, printed: str) -> None:
+    """The printed subscriber ID signs in to its my page from this machine and sees this month."""
+    password = re.search(r"password (\S+)", printed).group(1)  # type: ignore[union-attr]
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    base = f"http://127.0.0.1:{platform.port}"
+    with browser.open(f"{base}/my/login", timeout=10) as page:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)  # type: ignore[union-attr]
+    form = urllib.parse.urlencode({"login_id": "demo", "password": password, "csrf_token": csrf})
+    with browser.open(f"{base}/my/login", data=form.encode(), timeout=30) as landed:
+        assert landed.geturl() == f"{base}/my"
+        assert 'id="limit-left"' in landed.read().decode()
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """An empty working directory, as on a fresh clone."""
@@ -174,6 +187,7 @@ def test_up_serves_a_demo_and_keeps_data_across_a_restart(folder: Path) -> None:
         assert sorted(s["address"] for s in demo_line["data"]) == ["127.0.0.1", "::1"]
         walk_a_purchase(first, printed)
         sign_in_as_the_demo_merchant_user(first, printed)
+        sign_in_as_the_demo_subscriber(first, printed)
     finally:
         first.stop()
 

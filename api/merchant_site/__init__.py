@@ -13,11 +13,12 @@ from aiohttp import web
 from api.merchant_site import api_keys, auth, home, payouts, purchases, subscriptions, users, webhooks
 from api.merchant_site.access import load_staff
 from api.site.sessions import Site
+from models.operations.site_users import MERCHANT_SITE
 
 __all__ = ["ROUTES", "SITE"]
 
 SITE = Site(
-    name="merchant",
+    name=MERCHANT_SITE,
     prefix="/merchant",
     load_user=load_staff,
     public_paths=frozenset({"/merchant/login", "/merchant/login/otp"}),

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from api.my_site import auth, pages
 from api.site.sessions import Site
-from models.operations.subscribers import MY_SITE, load_subscriber
+from models.operations.site_users import MY_SITE
+from models.operations.subscribers import load_subscriber
 
 __all__ = ["ROUTES", "SITE"]
 

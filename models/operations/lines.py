@@ -25,6 +25,7 @@ from models.accounts import (
 from models.audit_log import Actor, audit
 from models.clock import clock
 from models.lines import LINE_ID_PATTERN, Line, LineSession, LineStatus, open_sessions_overlapping
+from models.operations.site_users import MY_SITE, end_sessions_of, end_user_sessions
 from models.outbox import CANCEL_LINE_SUBSCRIPTIONS, send
 from models.passwords import generate_password, hash_password
 
@@ -93,6 +94,10 @@ async def update_line(line_id: str, changes: dict[str, Any], *, actor: Actor, re
             line.terminated_at = now
             await LineSession.filter(line_id=line.line_id, ended_at=None).update(ended_at=now)
             await send(CANCEL_LINE_SUBSCRIPTIONS, line.line_id)
+        if changes.get("status") in (LineStatus.SUSPENDED, LineStatus.TERMINATED):
+            # Its IDs may no longer sign in; a my page left open must not outlive that.
+            ids = await SubscriberAccount.filter(line_id=line.line_id).values_list("id", flat=True)
+            await end_sessions_of(MY_SITE, [str(account_id) for account_id in ids])
         await line.save()
         await audit(actor, "line.update", "line", line.line_id, **changes, **_why(reason))
     return line
@@ -244,5 +249,6 @@ async def reset_password(login_id: str, *, actor: Actor, reason: str | None = No
         account.failed_attempts, account.locked_until = 0, None
         account.password_changed_at = await clock.now()
         await account.save(update_fields=["password_hash", "failed_attempts", "locked_until", "password_changed_at"])
+        await end_user_sessions(MY_SITE, account.id)  # whoever knew the old password is signed out
         await audit(actor, "account.reset_password", "account", account.login_id, **_why(reason))
     return account, password

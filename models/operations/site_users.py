@@ -27,6 +27,8 @@ from models.passwords import generate_password, hash_password, verify_or_waste, 
 from models.site_sessions import SiteSession
 
 __all__ = [
+    "MERCHANT_SITE",
+    "MY_SITE",
     "SESSION_IDLE",
     "MerchantRole",
     "SignIn",
@@ -36,6 +38,7 @@ __all__ = [
     "create_merchant_user",
     "deactivate_user",
     "end_session",
+    "end_sessions_of",
     "end_user_sessions",
     "find_merchant_user",
     "live_session",
@@ -48,6 +51,9 @@ __all__ = [
     "verify_totp",
 ]
 
+# The sites whose sessions these rows are (``SiteSession.site``).
+MERCHANT_SITE = "merchant"
+MY_SITE = "my"
 SESSION_IDLE = timedelta(minutes=30)
 # A session's last use is written at most this often: a page view is not a database write.
 TOUCH_EVERY = timedelta(seconds=60)
@@ -215,7 +221,7 @@ async def deactivate_user(merchant_id: str, user_id: str, *, actor: Actor) -> Me
             await _keep_an_admin(merchant_id, user.id)
         user.active = False
         await user.save(update_fields=["active"])
-        await end_user_sessions("merchant", user.id)
+        await end_user_sessions(MERCHANT_SITE, user.id)
         await audit(actor, "merchant_user.deactivate", "merchant_user", user.id)
     return user
 
@@ -241,7 +247,7 @@ async def change_password(
     async with in_transaction():
         user.password_hash = new_hash
         await user.save(update_fields=["password_hash"])
-        await end_user_sessions("merchant", user.id, keep=keep_session)
+        await end_user_sessions(MERCHANT_SITE, user.id, keep=keep_session)
         await audit(actor, "merchant_user.password", "merchant_user", user.id)
 
 
@@ -284,6 +290,14 @@ async def end_user_sessions(site: str, user_id: str, *, keep: str | None = None)
     query = SiteSession.filter(site=site, user_id=user_id, ended_at=None)
     if keep:
         query = query.exclude(id=keep)
+    return await query.update(ended_at=await clock.now())
+
+
+async def end_sessions_of(site: str, user_ids: list[str]) -> int:
+    """End every open session of these users (a line suspended: all its IDs); how many ended."""
+    if not user_ids:
+        return 0
+    query = SiteSession.filter(site=site, user_id__in=user_ids, ended_at=None)
     return await query.update(ended_at=await clock.now())
 
 

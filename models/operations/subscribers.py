@@ -29,13 +29,12 @@ from models.invoices import Invoice, InvoiceItem, ItemKind
 from models.lines import Line, LineStatus
 from models.merchants import Merchant
 from models.operations.purchases import address_in_open_session
-from models.operations.site_users import end_user_sessions
+from models.operations.site_users import MY_SITE, end_user_sessions
 from models.passwords import hash_password, verify_or_waste, verify_password
 from models.subscriptions import Subscription
 
 __all__ = [
     "MAX_CHARGES_SHOWN",
-    "MY_SITE",
     "Bill",
     "MerchantGroup",
     "Month",
@@ -50,7 +49,6 @@ __all__ = [
     "subscriber_actor",
 ]
 
-MY_SITE = "my"
 LOGIN_ID_LENGTH = 64
 # A month of one ID is bounded by its limit; the list shows the newest this many, the totals all.
 MAX_CHARGES_SHOWN = 300

@@ -235,3 +235,18 @@ async def test_a_password_change_ends_the_ids_other_sessions(shop: Shop, browser
     assert await AuditEntry.exists(action="subscriber_account.password", actor=f"subscriber:{account.id}")
     assert (await browsers().sign_in(shop.login_id, shop.password)).status == 401
     assert (await browsers().sign_in(shop.login_id, new)).status == 303
+
+
+async def test_a_carrier_reset_or_a_suspended_line_ends_open_my_pages(
+    ops: OpsClient, shop: Shop, browsers: Any
+) -> None:
+    """Whoever is signed in with the old password is signed out by a reset; a suspended line signs out its IDs."""
+    before_reset = await signed_in(browsers, shop.login_id, shop.password)
+    status, reset = await ops.post(f"/ops/v1/accounts/{shop.login_id}/reset_password", json={"reason": "stolen"})
+    assert status == 200, reset
+    assert (await before_reset.get("/my"))[0] == 303
+    after_reset = await signed_in(browsers, shop.login_id, reset["initial_password"])
+    assert (await after_reset.get("/my"))[0] == 200
+    status, _ = await ops.patch(f"/ops/v1/lines/{shop.line_id}", json={"status": "suspended"})
+    assert status == 200
+    assert (await after_reset.get("/my"))[0] == 303

@@ -136,7 +136,8 @@ async def show_payout(request: web.Request) -> web.StreamResponse:
     """One payout's figures and a page of its statement lines (all of them in the CSV)."""
     payout = await _owned_payout(request)
     raw_after = request.query.get("after_line", "0")
-    if not raw_after.isdigit():
+    # ASCII digits that fit a BIGINT: anything else is no line's number (and never reaches int()).
+    if not (raw_after.isascii() and raw_after.isdigit() and len(raw_after) <= 18):
         raise InvalidRequest("after_line must be a statement line's number.", param="after_line")
     lines = await _lines_after(payout, int(raw_after), LINES_PER_PAGE + 1)
     more = len(lines) > LINES_PER_PAGE

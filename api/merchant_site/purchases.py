@@ -247,7 +247,9 @@ async def refund(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     values = {name: str(form.get(name, "")).strip() for name in ("amount", "reason")}
     errors = {}
-    if not (values["amount"].isascii() and values["amount"].isdigit() and int(values["amount"]) > 0):
+    amount = values["amount"]
+    # At most 9 digits: more is no purchase's amount (and thousands would be too long to read as int).
+    if not (amount.isascii() and amount.isdigit() and len(amount) <= 9 and int(amount) > 0):
         errors["amount"] = "invalid_amount"
     if values["reason"] not in REFUND_REASONS:
         errors["reason"] = "invalid_value"

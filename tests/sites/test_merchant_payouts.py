@@ -89,6 +89,8 @@ async def test_the_payout_page_shows_every_figure_and_statement_line(
     assert rows == [(line.kind, str(line.amount)) for line in lines]
     assert sum(line.amount for line in lines) == payout["net"]
     assert f'href="/merchant/payouts/{payout["id"]}.csv"' in page
+    for bad in ("x", "²", "9" * 5000, "9" * 30):  # not a number, not ASCII, past int()'s limit, past BIGINT
+        assert (await browser.get(f"/merchant/payouts/{payout['id']}?after_line={bad}"))[0] == 400, bad
 
 
 async def test_the_statement_csv_has_a_bom_a_header_and_one_row_per_line(

@@ -322,6 +322,7 @@ async def test_an_admin_refunds_part_of_a_purchase(shop: Shop, admin: SiteBrowse
         ({"amount": "1.5", "reason": ""}, "amount", "Enter a whole number of yen"),
         ({"amount": "", "reason": ""}, "amount", "Enter a whole number of yen"),
         ({"amount": "1201", "reason": ""}, "amount", "more than what is left"),
+        ({"amount": "9" * 5000, "reason": ""}, "amount", "Enter a whole number of yen"),  # past int()'s digit limit
         ({"amount": "100", "reason": "changed my mind"}, "reason", "not one of the choices"),
     ],
 )

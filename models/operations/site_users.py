@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 import pyotp
 from tortoise.transactions import in_transaction
 
 from billing.errors import Conflict, InvalidRequest, NotFound
-from billing.sign_in import SignInOutcome, decide_sign_in, email_problem, password_problem
+from billing.sign_in import SignInDecision, SignInOutcome, decide_sign_in, email_problem, password_problem
 from models.audit_log import Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
@@ -35,6 +36,7 @@ __all__ = [
     "change_password",
     "change_role",
     "confirm_totp",
+    "count_sign_in",
     "create_merchant_user",
     "deactivate_user",
     "end_session",
@@ -132,6 +134,23 @@ class SignIn:
         return self.user is not None and self.user.totp_enabled
 
 
+class _Counted(Protocol):
+    """A row that counts failed sign-ins: a merchant user or a subscriber's ID."""
+
+    failed_attempts: int
+    locked_until: datetime | None
+
+
+def count_sign_in(row: _Counted, *, password_ok: bool, now: datetime) -> SignInDecision:
+    """Decide a sign-in on ``row`` (locked by the caller) under ``billing.sign_in`` and put the
+    counter and lock it comes to on the row; the caller saves it with what else changed."""
+    decision = decide_sign_in(
+        password_ok=password_ok, failed_attempts=row.failed_attempts, locked_until=row.locked_until, now=now
+    )
+    row.failed_attempts, row.locked_until = decision.failed_attempts, decision.locked_until
+    return decision
+
+
 async def sign_in_merchant_user(email: str, password: str, *, request_id: str | None = None) -> SignIn:
     """Check ``email`` and ``password`` under the lockout rule and record the attempt."""
     address = email.strip().lower()
@@ -142,14 +161,7 @@ async def sign_in_merchant_user(email: str, password: str, *, request_id: str | 
     async with in_transaction():
         user = await MerchantUser.select_for_update().get(id=found.id)
         now = await clock.now()
-        decision = decide_sign_in(
-            password_ok=password_ok and user.password_hash == found.password_hash,
-            failed_attempts=user.failed_attempts,
-            locked_until=user.locked_until,
-            now=now,
-        )
-        user.failed_attempts = decision.failed_attempts
-        user.locked_until = decision.locked_until
+        decision = count_sign_in(user, password_ok=password_ok and user.password_hash == found.password_hash, now=now)
         if decision.outcome == SignInOutcome.SIGNED_IN:
             user.last_sign_in_at = now
         await user.save(update_fields=["failed_attempts", "locked_until", "last_sign_in_at"])
@@ -309,14 +321,7 @@ async def second_step(user_id: str, code: str, *, request_id: str | None = None)
         if user is None:
             return SignIn(SignInOutcome.WRONG_PASSWORD)
         now = await clock.now()
-        decision = decide_sign_in(
-            password_ok=verify_totp(user, code, at=now.timestamp()),
-            failed_attempts=user.failed_attempts,
-            locked_until=user.locked_until,
-            now=now,
-        )
-        user.failed_attempts = decision.failed_attempts
-        user.locked_until = decision.locked_until
+        decision = count_sign_in(user, password_ok=verify_totp(user, code, at=now.timestamp()), now=now)
         await user.save(update_fields=["failed_attempts", "locked_until"])
         await audit(Actor(f"muser:{user.id}", request_id), f"totp.{decision.outcome.value}", "merchant_user", user.id)
     return SignIn(decision.outcome, user if decision.outcome == SignInOutcome.SIGNED_IN else None)

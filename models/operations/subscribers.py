@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from billing.errors import InvalidRequest, NotFound, PermissionDenied
 from billing.purchases import PurchaseFacts, decide_my_page_sign_in
-from billing.sign_in import SignInOutcome, decide_sign_in, password_problem
+from billing.sign_in import SignInOutcome, password_problem
 from billing.states import ChargeStatus, SubscriptionStatus
 from models.accounts import AccountStatus, SubscriberAccount
 from models.audit_log import Actor, audit
@@ -29,7 +29,7 @@ from models.invoices import Invoice, InvoiceItem, ItemKind
 from models.lines import Line, LineStatus
 from models.merchants import Merchant
 from models.operations.purchases import address_in_open_session
-from models.operations.site_users import MY_SITE, end_user_sessions
+from models.operations.site_users import MY_SITE, count_sign_in, end_user_sessions
 from models.passwords import hash_password, verify_or_waste, verify_password
 from models.subscriptions import Subscription
 
@@ -257,20 +257,14 @@ async def change_subscriber_password(
     async with in_transaction():
         locked = await SubscriberAccount.select_for_update().get(id=account.id)
         now = await clock.now()
-        decision = decide_sign_in(
-            # A password changed meanwhile (another session) makes this one's check stale.
-            password_ok=current_ok and locked.password_hash == account.password_hash,
-            failed_attempts=locked.failed_attempts,
-            locked_until=locked.locked_until,
-            now=now,
-        )
+        # A password changed meanwhile (another session) makes this one's check stale.
+        still_current = current_ok and locked.password_hash == account.password_hash
+        decision = count_sign_in(locked, password_ok=still_current, now=now)
         if decision.outcome != SignInOutcome.SIGNED_IN:
-            locked.failed_attempts, locked.locked_until = decision.failed_attempts, decision.locked_until
             await locked.save(update_fields=["failed_attempts", "locked_until"])
             await audit(actor, f"subscriber_account.password_{decision.outcome.value}", "subscriber_account", locked.id)
         elif new_hash is not None:
-            locked.password_hash, locked.password_changed_at = new_hash, now
-            locked.failed_attempts, locked.locked_until = 0, None
+            locked.password_hash, locked.password_changed_at = new_hash, now  # the counter is cleared above
             await locked.save(update_fields=["password_hash", "password_changed_at", "failed_attempts", "locked_until"])
             await end_user_sessions(MY_SITE, locked.id, keep=keep_session)
             await audit(actor, "subscriber_account.password", "subscriber_account", locked.id)

@@ -14,9 +14,9 @@ import io
 from typing import Any
 
 from aiohttp import web
-from yarl import URL
 
 from api.merchant_site.access import Permission, require
+from api.merchant_site.pager import page_links
 from api.paging import keyset_page
 from api.site.pages import render
 from billing.errors import InvalidRequest
@@ -36,11 +36,6 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LINE_FIELDS = ("id", "kind", "item_id", "item__charge_id", "description", "amount")
 
 
-def _link(**query: str | None) -> str:
-    kept = {name: value for name, value in query.items() if value}
-    return str(URL("/merchant/payouts").with_query(kept))
-
-
 @routes.get("/merchant/payouts")
 async def list_payouts(request: web.Request) -> web.StreamResponse:
     """This merchant's payouts, newest first, optionally of one status."""
@@ -48,7 +43,7 @@ async def list_payouts(request: web.Request) -> web.StreamResponse:
     status = request.query.get("status", "")
     statuses = [s.value for s in PayoutStatus]
     page: dict[str, Any] = {"status": status, "statuses": statuses, "payouts": [], "errors": {}}
-    page.update(previous_url=None, next_url=None)
+    page.update(previous_url=None, next_url=None)  # a refused filter shows no pager
     if status and status not in statuses:
         page["errors"] = {"status": "invalid_value"}
         return await render(request, "merchant/payouts.html", page, status=400)
@@ -56,15 +51,9 @@ async def list_payouts(request: web.Request) -> web.StreamResponse:
     if status:
         query = query.filter(status=status)
     found = await keyset_page(
-        query,
-        after=request.query.get("starting_after"),
-        before=request.query.get("ending_before"),
-        limit=PAGE_SIZE,
+        query, after=request.query.get("after"), before=request.query.get("before"), limit=PAGE_SIZE
     )
-    rows = found.rows
-    page["payouts"] = rows
-    page["next_url"] = _link(status=status, starting_after=rows[-1].id) if rows and found.has_older else None
-    page["previous_url"] = _link(status=status, ending_before=rows[0].id) if rows and found.has_newer else None
+    page.update(payouts=found.rows, **page_links(request, found, status=status))
     return await render(request, "merchant/payouts.html", page)
 
 

@@ -11,7 +11,7 @@ from babel.numbers import format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from api.site.i18n import translations
+from api.site.i18n import language_of, translations
 
 __all__ = ["FILTERS", "JST", "YEN_MESSAGE"]
 
@@ -24,7 +24,7 @@ def yen(context: Context, amount: int | None) -> str:
     """``1,200円`` on a Japanese page, ``¥1,200`` on an English one; blank for None."""
     if amount is None:
         return ""
-    locale = context.get("locale") or "ja"
+    locale = language_of(context)
     figure = format_decimal(abs(amount), locale=locale)
     sign = "-" if amount < 0 else ""
     # The unit's place is the language's: "¥1,200" in English, "1,200円" from the Japanese catalogue.

@@ -9,6 +9,7 @@ sets, then Japanese. Python code names problems by code; only templates hold wor
 from __future__ import annotations
 
 import io
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,12 @@ __all__ = [
     "LANGUAGES",
     "LANGUAGE_COOKIE",
     "LOCALE",
+    "RENDERING_LANGUAGE",
     "catalogue_files",
     "chosen_language",
     "install_gettext",
     "language_links",
+    "language_of",
     "translations",
 ]
 
@@ -63,29 +66,35 @@ def translations(language: str) -> NullTranslations:
     return merged
 
 
-def _language_of(context: Context) -> str:
-    language = context.get("locale")
+# The language of the page being rendered, set by ``pages.render``: a macro imported without
+# context does not see the page's ``locale`` variable, but it runs in the same task.
+RENDERING_LANGUAGE: ContextVar[str] = ContextVar("rendering_language", default=DEFAULT_LANGUAGE)
+
+
+def language_of(context: Context) -> str:
+    """The page's language: its ``locale`` variable, else the language being rendered."""
+    language = context.get("locale") or RENDERING_LANGUAGE.get()
     return language if language in LANGUAGES else DEFAULT_LANGUAGE
 
 
 @pass_context
 def _gettext(context: Context, message: str) -> str:
-    return translations(_language_of(context)).gettext(message)
+    return translations(language_of(context)).gettext(message)
 
 
 @pass_context
 def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
-    return translations(_language_of(context)).ngettext(singular, plural, count)
+    return translations(language_of(context)).ngettext(singular, plural, count)
 
 
 @pass_context
 def _pgettext(context: Context, message_context: str, message: str) -> str:
-    return str(translations(_language_of(context)).pgettext(message_context, message))
+    return str(translations(language_of(context)).pgettext(message_context, message))
 
 
 @pass_context
 def _npgettext(context: Context, message_context: str, singular: str, plural: str, count: int) -> str:
-    return translations(_language_of(context)).npgettext(message_context, singular, plural, count)
+    return translations(language_of(context)).npgettext(message_context, singular, plural, count)
 
 
 def install_gettext(env: Environment) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from api.keys import REQUEST_ID
-from api.site.i18n import DEFAULT_LANGUAGE, LOCALE, language_links
+from api.site.i18n import DEFAULT_LANGUAGE, LOCALE, RENDERING_LANGUAGE, language_links
 
 __all__ = ["CSRF_KEY", "SITE_USER", "csrf_ok", "csrf_token", "error_page", "render", "see_other"]
 
@@ -56,6 +56,7 @@ async def render(
         "request_id": request.get(REQUEST_ID),
     }
     page.update(context or {})
+    RENDERING_LANGUAGE.set(page["locale"])
     return aiohttp_jinja2.render_template(template, request, page, status=status)
 
 

@@ -55,3 +55,31 @@ def test_one_english_word_may_mean_two_things_in_japanese() -> None:
     japanese = translations("ja")
     assert japanese.pgettext("subscription", "Canceled") != japanese.gettext("Canceled")
     assert translations("en").pgettext("subscription", "Canceled") == "Canceled"
+
+
+def test_a_macro_imported_without_context_speaks_the_pages_language() -> None:
+    """The language being rendered reaches macros that cannot see the page's variables (and the yen filter)."""
+    from jinja2 import DictLoader, Environment
+
+    from api.site.formatting import FILTERS
+    from api.site.i18n import RENDERING_LANGUAGE, install_gettext
+
+    env = Environment(
+        loader=DictLoader(
+            {
+                "macros.html": '{% macro word() %}{{ _("Sign in") }} {{ 1200 | yen }}{% endmacro %}',
+                "page.html": '{% from "macros.html" import word %}{{ word() }}',
+            }
+        ),
+        autoescape=True,
+    )
+    env.filters.update(FILTERS)
+    install_gettext(env)
+    rendered = {}
+    for language in ("en", "ja"):
+        token = RENDERING_LANGUAGE.set(language)
+        try:
+            rendered[language] = env.get_template("page.html").render()
+        finally:
+            RENDERING_LANGUAGE.reset(token)
+    assert rendered == {"en": "Sign in ¥1,200", "ja": "ログイン 1,200円"}

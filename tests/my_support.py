@@ -8,20 +8,16 @@ import ipaddress
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 from sites_support import CSRF_FIELD
 
-from models.charges import Charge
-from models.subscriptions import Subscription
 from settings import Settings
-from tests_support import MERCHANT_BODY, line_body, settle
+from tests_support import MERCHANT_BODY, line_body, purchase
 
 OTHER_LINE = "CAF0000001002"
 AWAY = "198.51.100.7"  # the other line's address
-RETURN_URL = "https://shop.example/return"
 
 
 @pytest.fixture(name="client")
@@ -128,27 +124,15 @@ async def buy(  # noqa: PLR0913 - the purchase's parts, keyword-only
 ) -> str:
     """A purchase (or, ``monthly``, a subscription) confirmed from ``address``; the id, once it
     is ``until`` (or the subscription active)."""
-    kind = "subscriptions" if monthly else "charges"
-    response = await client.post(
-        f"/v1/{kind}",
-        headers=auth,
-        json={"amount": amount, "description": f"item {amount}", "return_url": RETURN_URL},
+    return await purchase(
+        client,
+        settings,
+        auth,
+        login_id=login_id,
+        password=password,
+        amount=amount,
+        description=f"item {amount}",
+        address=address,
+        monthly=monthly,
+        until=until,
     )
-    assert response.status == 201, await response.text()
-    created = await response.json()
-    path = urlsplit(created["confirmation_url"]).path
-    headers = {"X-Forwarded-For": address} if address else {}
-    page = await client.get(path, headers=headers)
-    token = CSRF_FIELD.search(await page.text())
-    assert token is not None
-    form = {"login_id": login_id, "password": password, "csrf_token": token.group(1), "action": "confirm"}
-    posted = await client.post(path, data=form, headers=headers, allow_redirects=False)
-    assert posted.status == 303
-
-    async def done() -> bool:
-        if monthly:
-            return (await Subscription.get(id=created["id"])).status == "active"
-        return (await Charge.get(id=created["id"])).status == until
-
-    await settle(settings, done)
-    return str(created["id"])

@@ -13,6 +13,7 @@ import queues
 from models.charges import Charge
 from models.invoices import BillingRun
 from models.payouts import Payout
+from models.subscriptions import Subscription
 from settings import Settings
 
 MERCHANT_BODY: dict[str, Any] = {
@@ -88,10 +89,13 @@ async def answer(  # noqa: PLR0913 - the form fields, keyword-only
     password: str = "",
     action: str = "confirm",
     csrf: str | None = None,
+    address: str | None = None,
 ) -> Any:
-    """Open the confirmation page and post the form as a browser would; the raw response."""
+    """Open the confirmation page and post the form as a browser would (from ``address``, through
+    a trusted proxy's ``X-Forwarded-For``, when given); the raw response."""
     path = urlsplit(confirmation_url).path
-    page = await client.get(path)
+    headers = {"X-Forwarded-For": address} if address else {}
+    page = await client.get(path, headers=headers)
     assert page.status == 200, await page.text()
     token = CSRF.search(await page.text())
     assert token is not None
@@ -101,7 +105,7 @@ async def answer(  # noqa: PLR0913 - the form fields, keyword-only
         "csrf_token": token.group(1) if csrf is None else csrf,
         "action": action,
     }
-    return await client.post(path, data=form, allow_redirects=False)
+    return await client.post(path, data=form, headers=headers, allow_redirects=False)
 
 
 async def settle(settings: Settings, done: Callable[[], Awaitable[bool]], *, deadline: float = 30) -> None:
@@ -138,6 +142,39 @@ async def at(settings: Settings, moment: str) -> None:
     await settle(settings, quiet)
 
 
+async def purchase(  # noqa: PLR0913 - the purchase's parts, keyword-only
+    client: Any,
+    settings: Settings,
+    auth: dict[str, str],
+    *,
+    login_id: str,
+    password: str,
+    amount: int,
+    description: str,
+    address: str | None = None,
+    monthly: bool = False,
+    until: str = "succeeded",
+) -> str:
+    """A purchase (or, ``monthly``, a subscription) confirmed from ``address``; its id, once the
+    charge is ``until`` (or the subscription active)."""
+    kind = "subscriptions" if monthly else "charges"
+    response = await client.post(
+        f"/v1/{kind}", headers=auth, json={"amount": amount, "description": description, "return_url": RETURN_URL}
+    )
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    posted = await answer(client, created["confirmation_url"], login_id=login_id, password=password, address=address)
+    assert posted.status == 303
+
+    async def done() -> bool:
+        if monthly:
+            return (await Subscription.get(id=created["id"])).status == "active"
+        return (await Charge.get(id=created["id"])).status == until
+
+    await settle(settings, done)
+    return str(created["id"])
+
+
 async def buy(  # noqa: PLR0913 - keyword-only purchase details
     client: Any,
     settings: Settings,
@@ -148,25 +185,15 @@ async def buy(  # noqa: PLR0913 - keyword-only purchase details
     password: str | None = None,
 ) -> str:
     """One confirmed purchase from 127.0.0.1 (by the shop's own ID unless another is given); the charge id."""
-    created = await (
-        await client.post(
-            "/v1/charges",
-            headers=shop.auth,
-            json={"amount": amount, "description": f"コンテンツ {amount}円", "return_url": RETURN_URL},
-        )
-    ).json()
-    await answer(
+    return await purchase(
         client,
-        created["confirmation_url"],
+        settings,
+        shop.auth,
         login_id=login_id or shop.login_id,
         password=password or shop.password,
+        amount=amount,
+        description=f"コンテンツ {amount}円",
     )
-
-    async def decided() -> bool:
-        return (await Charge.get(id=created["id"])).status == "succeeded"
-
-    await settle(settings, decided)
-    return str(created["id"])
 
 
 async def close(ops: Any, settings: Settings, period: str) -> dict[str, Any]:

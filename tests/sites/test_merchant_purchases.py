@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sites_support import SiteBrowser, merchant_user
+from sites_support import SiteBrowser, signed_in
 from tortoise import connections
 
 from api.merchant_site.purchases import CSV_COLUMNS
@@ -102,15 +102,6 @@ async def insert_charges(
     return ids
 
 
-async def signed_in(ops: OpsClient, client: Any, merchant_id: str, role: str = "admin") -> SiteBrowser:
-    """A browser signed in to the merchant site as a new user of ``merchant_id`` with ``role``."""
-    user = await merchant_user(ops, merchant_id, role=role)
-    browser = SiteBrowser(client)
-    response = await browser.sign_in(user["email"], user["initial_password"])
-    assert response.status == 303
-    return browser
-
-
 @pytest.fixture
 async def shop(ops: OpsClient) -> Shop:
     """A line, an ID and a merchant."""
@@ -128,7 +119,7 @@ async def rival(ops: OpsClient) -> str:
 @pytest.fixture
 async def admin(ops: OpsClient, client: Any, shop: Shop) -> SiteBrowser:
     """The shop's admin, signed in."""
-    return await signed_in(ops, client, shop.merchant_id)
+    return await signed_in(ops, client, shop.merchant_id, role="admin")
 
 
 def pager_links(page: str) -> dict[str, str]:

@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 
 from conftest import OpsClient
-from models.charges import Charge
 from models.invariants import run_audit
 from models.invoices import Invoice
 from models.payouts import Payout
 from models.subscriptions import Subscription
 from settings import Settings
-from tests_support import MERCHANT_BODY, answer, at, line_body, open_shop, settle
+from tests_support import MERCHANT_BODY, answer, at, line_body, open_shop, purchase, settle
 
 pytestmark = pytest.mark.usefixtures("worker")
 L1, L2, L3 = "COP0000003001", "COP0000003002", "COP0000003003"
@@ -31,20 +30,9 @@ async def buy(  # noqa: PLR0913, PLR0917 - the purchase's parts
     settings: Settings, client: Any, auth: dict[str, str], login_id: str, password: str, amount: int
 ) -> str:
     """A confirmed purchase from 127.0.0.1; its id."""
-    charge = await (
-        await client.post(
-            "/v1/charges",
-            headers=auth,
-            json={"amount": amount, "description": f"item {amount}", "return_url": RETURN_URL},
-        )
-    ).json()
-    await answer(client, charge["confirmation_url"], login_id=login_id, password=password)
-
-    async def done() -> bool:
-        return (await Charge.get(id=charge["id"])).status == "succeeded"
-
-    await settle(settings, done)
-    return str(charge["id"])
+    return await purchase(
+        client, settings, auth, login_id=login_id, password=password, amount=amount, description=f"item {amount}"
+    )
 
 
 async def pay(ops: OpsClient, line_id: str, period: str, amount: int, when: str) -> None:

@@ -22,6 +22,8 @@ from api.middlewares import error_middleware, request_id_middleware
 from api.my_site import ROUTES as MY_SITE_ROUTES
 from api.my_site import SITE as MY_SITE
 from api.ops import ops_app
+from api.ops_site import ROUTES as OPS_SITE_ROUTES
+from api.ops_site import SITE as OPS_SITE
 from api.site import setup_sites
 from models.clock import clock
 from settings import Settings, SettingsError
@@ -53,10 +55,10 @@ def create_app(
     app[BROKER_PROBE] = broker_probe or queues.broker_probe(settings)
     app.cleanup_ctx.append(_database_ctx(settings))
     aiohttp_session.setup(app, _cookie_storage(settings))
-    setup_sites(app, [MERCHANT_SITE, MY_SITE, confirm.SITE])
+    setup_sites(app, [MERCHANT_SITE, MY_SITE, OPS_SITE, confirm.SITE])
     app.add_routes(health.routes)
     app.add_routes(confirm.routes)
-    for routes in (*MERCHANT_SITE_ROUTES, *MY_SITE_ROUTES):
+    for routes in (*MERCHANT_SITE_ROUTES, *MY_SITE_ROUTES, *OPS_SITE_ROUTES):
         app.add_routes(routes)
     if demo:
         app.add_routes(demo_routes.routes)

@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,24 @@ async def _apply_debits(settings: Settings, results: list[Any]) -> int:
     return 0
 
 
+async def _create_staff(settings: Settings, email: str, name: str | None, role: str) -> int:
+    """Add a staff member of the console and print their first password (shown only now)."""
+    from billing.errors import MatometeError
+    from models.audit_log import Actor
+    from models.operations.staff import create_staff
+    from settings.database import connected
+
+    async with connected(settings):
+        try:
+            shown_name = name or email.partition("@")[0]
+            user, password = await create_staff(email, name=shown_name, role=role, actor=Actor("cli"))
+        except MatometeError as error:
+            print(f"matomete: {error.message}", file=sys.stderr)  # noqa: T201 - one line, then stop
+            return 2
+    print(f"{user.email} ({user.role}) first password: {password}")  # noqa: T201 - shown once, to the operator
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matomete", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +257,10 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument("file", help="the bank's result file")
     audit = commands.add_parser("audit", help="check every money invariant; exits non-zero on any break")
     audit.add_argument("--period", help="only this period, YYYY-MM")
+    staff = commands.add_parser("create-staff", help="add a staff member of the console /ops; prints a first password")
+    staff.add_argument("email", help="the staff member's e-mail address (their sign-in)")
+    staff.add_argument("--role", required=True, choices=("support", "billing", "admin"), help="what they may do")
+    staff.add_argument("--name", help="their name as the console shows it (default: the e-mail's local part)")
     export = commands.add_parser("export-zengin", help="write the Zengin transfer file of a period's payouts")
     export.add_argument("period", help="the payouts' period, YYYY-MM")
     export.add_argument("-o", "--output", default="-", help="file to write (default: standard output)")
@@ -268,19 +290,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"matomete: {error}", file=sys.stderr)  # noqa: T201 - one line, then stop
         return 2
-    # A command that answers on stdout keeps its log lines on stderr.
-    stream = (
-        sys.stderr if args.command in ("close-month", "export-zengin", "audit", "import-collections") else sys.stdout
-    )
+    # Commands that answer on stdout and stop; their log lines go to stderr.
+    tools: dict[str, Callable[[], int]] = {
+        "close-month": lambda: asyncio.run(_close_month(settings, args.period)),
+        "import-collections": lambda: _import_collections(settings, args.file),
+        "audit": lambda: asyncio.run(_audit(settings, args.period)),
+        "export-zengin": lambda: _export_zengin(settings, args.period, args.output),
+        "create-staff": lambda: asyncio.run(_create_staff(settings, args.email, args.name, args.role)),
+    }
+    stream = sys.stderr if args.command in tools else sys.stdout
     configure_logging(log_format=settings.log_format, log_level=settings.log_level, stream=stream)
-    if args.command == "close-month":
-        return asyncio.run(_close_month(settings, args.period))
-    if args.command == "import-collections":
-        return _import_collections(settings, args.file)
-    if args.command == "audit":
-        return asyncio.run(_audit(settings, args.period))
-    if args.command == "export-zengin":
-        return _export_zengin(settings, args.period, args.output)
+    if args.command in tools:
+        return tools[args.command]()
     runners = {"up": _up, "web": _web, "relay": _relay, "scheduler": _scheduler, "migrate": _migrate}
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runners[args.command](settings))

@@ -20,6 +20,7 @@ from models.lines import Line, LineSession, LineType
 from models.merchants import BankAccount, FeePlan, Merchant
 from models.operations.merchants import issue_api_key
 from models.operations.site_users import create_merchant_user
+from models.operations.staff import create_staff
 from models.passwords import generate_password, hash_password
 from settings import Settings
 
@@ -29,6 +30,7 @@ DEMO_FILE = "matomete.demo.json"
 DEMO_LINE = "CAF0000000001"
 DEMO_LOGIN = "demo"
 DEMO_MERCHANT_USER = "admin@demo.example.jp"
+DEMO_OPERATOR = "operator@carrier.example.jp"
 DEMO_LINE_BODY = json.dumps(
     {"line_id": "CAF0000000002", "line_type": "hikari_next", "holder_name": "山田 花子", "base_monthly_fee": 5500},
     ensure_ascii=False,
@@ -41,8 +43,14 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
     path = settings.state_dir / DEMO_FILE
     if await Merchant.exists() or await Line.exists():
         demo = json.loads(path.read_text()) if path.exists() else {}
+        changed = False
         if demo and "merchant_user_email" not in demo:  # seeded before the merchant site existed
             demo.update(await _seed_merchant_user(demo["merchant_id"]))
+            changed = True
+        if demo and "operator_email" not in demo:  # seeded before the console existed
+            demo.update(await _seed_operator())
+            changed = True
+        if changed:
             _write_private(path, json.dumps(demo, indent=2))
         return demo
     now = await clock.now()
@@ -92,6 +100,7 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
         "login_id": DEMO_LOGIN,
         "password": password,
         **await _seed_merchant_user(merchant.id),
+        **await _seed_operator(),
     }
     _write_private(path, json.dumps(demo, indent=2))
     return demo
@@ -103,6 +112,12 @@ async def _seed_merchant_user(merchant_id: str) -> dict[str, str]:
         merchant_id, email=DEMO_MERCHANT_USER, name="デモ 管理者", role="admin", actor=SYSTEM
     )
     return {"merchant_user_email": user.email, "merchant_user_password": password}
+
+
+async def _seed_operator() -> dict[str, str]:
+    """An admin of the operator console ``/ops``."""
+    user, password = await create_staff(DEMO_OPERATOR, name="デモ オペレータ", role="admin", actor=SYSTEM)
+    return {"operator_email": user.email, "operator_password": password}
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -128,6 +143,8 @@ def welcome_text(settings: Settings, demo: dict[str, Any]) -> str:
             f"  subscriber ID      {demo['login_id']}   password {demo['password']}",
             f"  merchant site      {base}/merchant",
             f"  merchant user      {demo['merchant_user_email']}   password {demo['merchant_user_password']}",
+            f"  support centre     {base}/ops",
+            f"  operator (admin)   {demo['operator_email']}   password {demo['operator_password']}",
         ]
     if demo:
         charge = json.dumps(

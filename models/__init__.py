@@ -14,4 +14,5 @@ MODEL_MODULES = [
     "models.outbox",
     "models.audit_log",
     "models.site_sessions",
+    "models.scheduler_jobs",
 ]

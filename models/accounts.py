@@ -68,7 +68,6 @@ class StaffRole(State):
 
     SUPPORT = "support"
     BILLING = "billing"
-    FINANCE = "finance"
     ADMIN = "admin"
 
 
@@ -81,6 +80,9 @@ class StaffUser(Model):
     role = fields.CharEnumField(StaffRole, max_length=16)
     password_hash = fields.CharField(max_length=255)
     active = fields.BooleanField(default=True)
+    failed_attempts = fields.SmallIntField(default=0, db_default=0)
+    locked_until = fields.DatetimeField(null=True)
+    last_sign_in_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
 
     class Meta:

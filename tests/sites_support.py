@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -68,5 +69,27 @@ async def signed_in(ops: Any, client: Any, merchant_id: str, *, role: str = "vie
     response = await browser.sign_in(user["email"], user["initial_password"])
     assert response.status == 303, response.body_text
     status, _ = await browser.get("/merchant")
+    assert status == 200
+    return browser
+
+
+async def staff_member(role: str, *, email: str | None = None) -> tuple[str, str]:
+    """A new staff member of the console with ``role``: their e-mail and first password."""
+    from models.audit_log import Actor
+    from models.operations.staff import create_staff
+
+    address = email or f"{role}.{uuid.uuid4().hex[:8]}@carrier.example.jp"
+    user, password = await create_staff(address, name=f"{role} staff", role=role, actor=Actor("test"))
+    return user.email, password
+
+
+async def ops_signed_in(client: Any, *, role: str = "support") -> SiteBrowser:
+    """A browser signed in to the console as a new ``role`` staff member, holding the session's
+    CSRF token (read from the console's home page)."""
+    email, password = await staff_member(role)
+    browser = SiteBrowser(client)
+    response = await browser.sign_in(email, password, prefix="/ops")
+    assert response.status == 303, response.body_text
+    status, _ = await browser.get("/ops")
     assert status == 200
     return browser

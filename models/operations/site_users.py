@@ -13,13 +13,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pyotp
 from tortoise.transactions import in_transaction
 
 from billing.errors import Conflict, InvalidRequest, NotFound
 from billing.sign_in import SignInDecision, SignInOutcome, decide_sign_in, email_problem, password_problem
+from models.accounts import StaffUser
 from models.audit_log import Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
@@ -30,6 +31,7 @@ from models.site_sessions import SiteSession
 __all__ = [
     "MERCHANT_SITE",
     "MY_SITE",
+    "OPS_SITE",
     "SESSION_IDLE",
     "MerchantRole",
     "SignIn",
@@ -37,6 +39,7 @@ __all__ = [
     "change_role",
     "confirm_totp",
     "count_sign_in",
+    "counted_sign_in",
     "create_merchant_user",
     "deactivate_user",
     "end_session",
@@ -44,6 +47,7 @@ __all__ = [
     "end_user_sessions",
     "find_merchant_user",
     "live_session",
+    "normalized_email",
     "open_session",
     "require_totp",
     "second_step",
@@ -56,6 +60,7 @@ __all__ = [
 # The sites whose sessions these rows are (``SiteSession.site``).
 MERCHANT_SITE = "merchant"
 MY_SITE = "my"
+OPS_SITE = "ops"
 SESSION_IDLE = timedelta(minutes=30)
 # A session's last use is written at most this often: a page view is not a database write.
 TOUCH_EVERY = timedelta(seconds=60)
@@ -77,7 +82,8 @@ def _role(value: str) -> MerchantRole:
         raise InvalidRequest("role must be admin, developer or viewer.", param="role", code="unknown_role") from None
 
 
-def _email(value: str) -> str:
+def normalized_email(value: str) -> str:
+    """``value`` trimmed and lower-cased, if it is an e-mail address; ``InvalidRequest`` if not."""
     email = value.strip().lower()
     problem = email_problem(email)
     if problem:
@@ -89,7 +95,7 @@ async def create_merchant_user(
     merchant_id: str, *, email: str, name: str, role: str, actor: Actor
 ) -> tuple[MerchantUser, str]:
     """A new user of ``merchant_id`` and its initial password (shown once, stored hashed)."""
-    address, chosen_role, name = _email(email), _role(role), name.strip()
+    address, chosen_role, name = normalized_email(email), _role(role), name.strip()
     if not name or len(name) > 200:
         raise InvalidRequest("name must be 1 to 200 characters.", param="name", code="required")
     password = generate_password()
@@ -135,7 +141,7 @@ class SignIn:
 
 
 class _Counted(Protocol):
-    """A row that counts failed sign-ins: a merchant user or a subscriber's ID."""
+    """A row that counts failed sign-ins: a merchant user, a staff member or a subscriber's ID."""
 
     failed_attempts: int
     locked_until: datetime | None
@@ -153,21 +159,36 @@ def count_sign_in(row: _Counted, *, password_ok: bool, now: datetime) -> SignInD
 
 async def sign_in_merchant_user(email: str, password: str, *, request_id: str | None = None) -> SignIn:
     """Check ``email`` and ``password`` under the lockout rule and record the attempt."""
+    outcome, user = await counted_sign_in(MerchantUser, email, password, actor_prefix="muser", request_id=request_id)
+    return SignIn(outcome, user)
+
+
+_User = TypeVar("_User", MerchantUser, StaffUser)
+
+
+async def counted_sign_in(
+    model: type[_User], email: str, password: str, *, actor_prefix: str, request_id: str | None
+) -> tuple[SignInOutcome, _User | None]:
+    """A sign-in by e-mail and password to a site whose users are ``model`` rows (merchant users,
+    carrier staff): the password is checked outside any transaction, then the attempt is counted
+    on the locked row under ``billing.sign_in`` and written to the audit log. The user only when
+    signed in."""
     address = email.strip().lower()
-    found = await MerchantUser.get_or_none(email=address, active=True) if address else None
+    found = await model.get_or_none(email=address, active=True) if address else None
     password_ok = await verify_or_waste(found.password_hash if found else None, password)
     if found is None:
-        return SignIn(SignInOutcome.WRONG_PASSWORD)
+        return SignInOutcome.WRONG_PASSWORD, None
     async with in_transaction():
-        user = await MerchantUser.select_for_update().get(id=found.id)
+        user = await model.select_for_update().get(id=found.id)
         now = await clock.now()
         decision = count_sign_in(user, password_ok=password_ok and user.password_hash == found.password_hash, now=now)
         if decision.outcome == SignInOutcome.SIGNED_IN:
             user.last_sign_in_at = now
         await user.save(update_fields=["failed_attempts", "locked_until", "last_sign_in_at"])
-        actor = Actor(f"muser:{user.id}", request_id)
-        await audit(actor, f"sign_in.{decision.outcome.value}", "merchant_user", user.id)
-    return SignIn(decision.outcome, user if decision.outcome == SignInOutcome.SIGNED_IN else None)
+        actor = Actor(f"{actor_prefix}:{user.id}", request_id)
+        target_type = model._meta.db_table.removesuffix("s")  # merchant_user, staff_user
+        await audit(actor, f"sign_in.{decision.outcome.value}", target_type, user.id)
+    return decision.outcome, user if decision.outcome == SignInOutcome.SIGNED_IN else None
 
 
 def verify_totp(user: MerchantUser, code: str, *, at: float) -> bool:

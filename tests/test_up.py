@@ -109,30 +109,39 @@ def walk_a_purchase(platform: Platform, printed: str) -> None:
     assert "NOT verified" not in text
 
 
+def _sign_in(platform: Platform, path: str, fields: dict[str, str]) -> tuple[str, str]:
+    """Post a site's sign-in form as a browser would; the page landed on and its text."""
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    base = f"http://127.0.0.1:{platform.port}"
+    with browser.open(f"{base}{path}", timeout=10) as page:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)  # type: ignore[union-attr]
+    form = urllib.parse.urlencode({**fields, "csrf_token": csrf})
+    with browser.open(f"{base}{path}", data=form.encode(), timeout=30) as landed:
+        return landed.geturl().removeprefix(base), landed.read().decode()
+
+
 def sign_in_as_the_demo_merchant_user(platform: Platform, printed: str) -> None:
     """The printed merchant user signs in to the data management site and lands on its home page."""
     email, password = re.search(r"merchant user\s+(\S+)\s+password (\S+)", printed).groups()  # type: ignore[union-attr]
-    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    base = f"http://127.0.0.1:{platform.port}"
-    with browser.open(f"{base}/merchant/login", timeout=10) as page:
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)  # type: ignore[union-attr]
-    form = urllib.parse.urlencode({"email": email, "password": password, "csrf_token": csrf})
-    with browser.open(f"{base}/merchant/login", data=form.encode(), timeout=30) as landed:
-        assert landed.geturl() == f"{base}/merchant"
-        assert "デモ動画ストア" in landed.read().decode()
+    landed, text = _sign_in(platform, "/merchant/login", {"email": email, "password": password})
+    assert landed == "/merchant"
+    assert "デモ動画ストア" in text
 
 
 def sign_in_as_the_demo_subscriber(platform: Platform, printed: str) -> None:
     """The printed subscriber ID signs in to its my page from this machine and sees this month."""
     password = re.search(r"password (\S+)", printed).group(1)  # type: ignore[union-attr]
-    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    base = f"http://127.0.0.1:{platform.port}"
-    with browser.open(f"{base}/my/login", timeout=10) as page:
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)  # type: ignore[union-attr]
-    form = urllib.parse.urlencode({"login_id": "demo", "password": password, "csrf_token": csrf})
-    with browser.open(f"{base}/my/login", data=form.encode(), timeout=30) as landed:
-        assert landed.geturl() == f"{base}/my"
-        assert 'id="limit-left"' in landed.read().decode()
+    landed, text = _sign_in(platform, "/my/login", {"login_id": "demo", "password": password})
+    assert landed == "/my"
+    assert 'id="limit-left"' in text
+
+
+def sign_in_as_the_demo_operator(platform: Platform, printed: str) -> None:
+    """The printed operator signs in to the support centre and may manage staff (an admin)."""
+    email, password = re.search(r"operator \(admin\)\s+(\S+)\s+password (\S+)", printed).groups()  # type: ignore[union-attr]
+    landed, text = _sign_in(platform, "/ops/login", {"email": email, "password": password})
+    assert landed == "/ops"
+    assert 'href="/ops/staff"' in text
 
 
 @pytest.fixture
@@ -188,6 +197,7 @@ def test_up_serves_a_demo_and_keeps_data_across_a_restart(folder: Path) -> None:
         walk_a_purchase(first, printed)
         sign_in_as_the_demo_merchant_user(first, printed)
         sign_in_as_the_demo_subscriber(first, printed)
+        sign_in_as_the_demo_operator(first, printed)
     finally:
         first.stop()
 

@@ -4,17 +4,19 @@ Japanese and in English: a crawl from each site's home over its own links."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import pytest
-from sites_support import SiteBrowser, signed_in
+from sites_support import SiteBrowser, ops_signed_in, signed_in
 
 from conftest import OpsClient
+from models.clock import clock
 from settings import Settings
-from tests_support import buy, open_shop
+from tests_support import buy, close, collect_in_full, make_payouts, open_shop
 
 pytestmark = pytest.mark.usefixtures("worker")
-LINK = re.compile(r'href="(/(?:merchant|my)[^"#]*)"')
+LINK = re.compile(r'href="(/(?:merchant|my|ops)[^"#]*)"')
 MOST_PAGES = 80
 
 
@@ -84,4 +86,32 @@ async def test_every_linked_my_page_renders(ops: OpsClient, client: Any, setting
     statuses = await crawl(browser, "/my", "/my")
     assert statuses.get("/my/subscriptions") == 200, statuses
     assert statuses.get("/my/password") == 200, statuses
+    assert {path: status for path, status in statuses.items() if status >= 500} == {}
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+async def test_every_linked_console_page_renders(
+    ops: OpsClient, client: Any, settings: Settings, language: str
+) -> None:
+    """An admin of the console, with a line that bought, was refunded, subscribed, was billed,
+    collected and paid out, reaches every console page by its links; none answers 5xx."""
+    await clock.move_to(datetime.fromisoformat("2030-11-10T10:00:00+09:00"))
+    shop = await open_shop(ops)
+    charge_id = await buy(client, settings, shop, amount=1200)
+    await client.post("/v1/refunds", headers=shop.auth, json={"charge": charge_id, "amount": 200})
+    await client.post(
+        "/v1/subscriptions",
+        headers=shop.auth,
+        json={"amount": 500, "description": "月額", "return_url": "https://shop.example/r"},
+    )
+    await clock.move_to(datetime.fromisoformat("2030-12-05T10:00:00+09:00"))
+    await close(ops, settings, "2030-11")
+    await collect_in_full(ops, shop.line_id, "2030-11", paid_at="2030-12-20T10:00:00+09:00")
+    await clock.move_to(datetime.fromisoformat("2031-01-01T00:10:00+09:00"))
+    await make_payouts(ops, settings, "2030-11")
+    browser = await ops_signed_in(client, role="admin")
+    await browser.get(f"/ops?lang={language}")
+    statuses = await crawl(browser, f"/ops?q={shop.line_id}", "/ops")
+    statuses.update(await crawl(browser, f"/ops?q={shop.merchant_id}", "/ops"))
+    assert statuses.get("/ops/staff") == 200, statuses
     assert {path: status for path, status in statuses.items() if status >= 500} == {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sites_support import SiteBrowser, merchant_user
+from sites_support import SiteBrowser, merchant_user, staff_member
 
 from conftest import OpsClient, row_counts
 from tests_support import open_shop
@@ -34,10 +34,13 @@ async def test_every_site_form_refuses_a_missing_or_wrong_csrf_token(ops: OpsCli
     admin = await merchant_user(ops, shop.merchant_id, role="admin")
     browser = SiteBrowser(client)
     await browser.sign_in(admin["email"], admin["initial_password"])
+    # One browser may be signed in to both sites: the console's forms are refused for the token too.
+    await browser.sign_in(*await staff_member("admin"), prefix="/ops")
     await browser.get("/merchant")
     paths = [path for path in _site_form_paths(client.server.app) if not path.startswith("/confirm")]
     assert "/merchant/users" in paths
     assert "/merchant/logout" in paths
+    assert "/ops/staff" in paths
     before = await row_counts()
     refused = {}
     for path in paths:
@@ -49,3 +52,4 @@ async def test_every_site_form_refuses_a_missing_or_wrong_csrf_token(ops: OpsCli
     assert set(refused.values()) == {403}, {key: status for key, status in refused.items() if status != 403}
     assert await row_counts() == before
     assert (await browser.get("/merchant"))[0] == 200  # still signed in: sign-out was refused too
+    assert (await browser.get("/ops/staff"))[0] == 200

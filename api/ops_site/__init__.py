@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.ops_site import auth, find, staff
+from api.ops_site import auth, billing, collections, find, merchants, payouts, staff  # the money pages
 from api.ops_site.access import load_operator
 from api.site.sessions import Site
 from models.operations.site_users import OPS_SITE
@@ -25,3 +25,4 @@ SITE = Site(
     excluded_prefixes=("/ops/v1",),
 )
 ROUTES: list[web.RouteTableDef] = [auth.routes, find.routes, staff.routes]
+ROUTES += [merchants.routes, billing.routes, collections.routes, payouts.routes]

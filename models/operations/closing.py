@@ -41,6 +41,7 @@ from billing.states import (
 )
 from billing.tax import TaxLine, invoice_taxes, rate_on
 from models import close_sql
+from models.audit_log import Actor, audit
 from models.charges import Charge
 from models.clock import clock
 from models.events import Event, WebhookEndpoint
@@ -62,12 +63,14 @@ __all__ = [
     "fail_run",
     "merge_batch",
     "plan_close",
+    "recent_runs",
     "start_close",
 ]
 
 log = structlog.get_logger("matomete.operations.closing")
 ID_CHUNK = 5000  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 _BILLABLE = sources_of(BillingStatus.BILLED)
+_OPEN_OR_DONE = (RunStatus.RUNNING.value, RunStatus.SUCCEEDED.value)
 # Item kinds as plain strings: compared once per returned row, a million times in a close.
 _BASE_FEE, _CHARGE, _CREDIT = ItemKind.BASE_FEE.value, ItemKind.CHARGE.value, ItemKind.CREDIT.value
 
@@ -106,21 +109,40 @@ async def _locked_batch(batch_id: int) -> BillingBatch:
     return batch
 
 
-async def start_close(period: str) -> BillingRun:
+async def start_close(
+    period: str, *, actor: Actor | None = None, reason: str | None = None, once: bool = False
+) -> BillingRun:
     """Open a billing run for ``period`` and send ``close_period`` for it, in one transaction;
-    refused while the period has not ended (``PeriodNotEnded``) or while a run of it is running."""
+    refused while the period has not ended (``PeriodNotEnded``) or while a run of it is running,
+    and, with ``once`` (the console), once a run of it has succeeded (``period_closed``). A person
+    who asks (``actor``) is written to the audit log with their ``reason``."""
     if not valid_period(period):
         raise InvalidRequest("period must be YYYY-MM.", param="period")
     now = await clock.now()
     if now < period_end(period):
         raise PeriodNotEnded(f"{period} has not ended yet.", param="period")
     async with in_transaction():
-        running = await BillingRun.select_for_update().filter(period=period, status=RunStatus.RUNNING).first()
+        runs = await BillingRun.select_for_update().filter(period=period, status__in=_OPEN_OR_DONE)
+        running = next((run for run in runs if run.status == RunStatus.RUNNING), None)
         if running is not None:
             raise Conflict(f"A close of {period} is running: {running.id}.", param="period", code="close_running")
+        if once and runs:
+            raise Conflict(f"{period} is closed already: {runs[0].id}.", param="period", code="period_closed")
         run = await BillingRun.create(period=period, status=RunStatus.RUNNING, started_at=now)
         await send(CLOSE_PERIOD, run.id)
+        if actor is not None:
+            await audit(actor, "billing.close", "billing_run", run.id, period=period, **_why(reason))
     return run
+
+
+def _why(reason: str | None) -> dict[str, str]:
+    """The reason a person gave, for the audit entry (none for the scheduler or the ops token)."""
+    return {"reason": reason} if reason else {}
+
+
+async def recent_runs(limit: int) -> list[BillingRun]:
+    """The ``limit`` billing runs started last, newest first (the console's list)."""
+    return await BillingRun.all().order_by("-started_at", "-id").limit(limit)
 
 
 async def plan_close(run_id: str, *, batch_lines: int | None = None) -> None:

@@ -23,6 +23,7 @@ from billing.periods import JST
 from billing.splits import spread_payment
 from billing.states import BillingStatus, InvoiceStatus, advance, sources_of
 from billing.zengin_records import DebitResult
+from models.audit_log import Actor, audit
 from models.base import fits_id_column
 from models.charges import Charge
 from models.clock import clock
@@ -36,6 +37,7 @@ __all__ = [
     "debit_reference",
     "import_debit_results",
     "mark_overdue",
+    "recent_collections",
     "record_collections",
     "settle_by_credits",
     "write_off",
@@ -250,11 +252,20 @@ def _invoice_key(reference: str) -> tuple[str, str] | None:
     return reference[:13], f"{reference[13:17]}-{reference[17:]}"
 
 
-async def import_debit_results(results: list[DebitResult], *, now: datetime) -> dict[str, int]:
+async def import_debit_results(
+    results: list[DebitResult],
+    *,
+    now: datetime,
+    actor: Actor | None = None,
+    reason: str | None = None,
+    file_id: str = "",
+) -> dict[str, int]:
     """Apply a 口座振替 result file: each debited record (code 0) is a collection; other codes
     record nothing (the bill stays open, then overdue). All or nothing: an unknown 顧客番号
     refuses the file. A record imported before counts once. The invoices and the records imported
-    before are found with one query each for the whole file, not one per record."""
+    before are found with one query each for the whole file, not one per record. A person who
+    imports it (``actor``, the console) is written to the audit log with ``reason`` and the
+    file's ``file_id`` (its digest). Call it in a transaction: a refusal then applies nothing."""
     references = [result.customer_number.strip() for result in results]
     wanted = {key for key in map(_invoice_key, references) if key is not None}
     invoices: dict[tuple[str, str], Invoice] = {}
@@ -288,4 +299,29 @@ async def import_debit_results(results: list[DebitResult], *, now: datetime) -> 
         )
         imported.add(reference)
         summary["debited"] += 1
+    if actor is not None:
+        details = {**summary, "records": len(results), **({"reason": reason} if reason else {})}
+        await audit(actor, "collections.import", "debit_result_file", file_id or "-", **details)
     return summary
+
+
+async def recent_collections(limit: int) -> list[dict[str, object]]:
+    """The ``limit`` collections recorded last, newest first, each with its invoice's line and
+    period (the console's list)."""
+    rows: list[dict[str, object]] = (
+        await Collection.all()
+        .order_by("-created_at", "-id")
+        .limit(limit)
+        .values(
+            "id",
+            "amount",
+            "paid_at",
+            "source",
+            "source_reference",
+            "created_at",
+            "invoice_id",
+            "invoice__line_id",
+            "invoice__period",
+        )
+    )
+    return rows

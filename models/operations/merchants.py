@@ -21,7 +21,8 @@ from billing.zengin import UnknownBank, check_bank_branch
 from models.audit_log import Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
-from models.merchants import ApiKey, BankAccount, FeePlan, Merchant, MerchantStatus
+from models.merchants import ApiKey, BankAccount, FeePlan, Merchant, MerchantStatus, MerchantUser
+from models.payouts import Payout
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -33,6 +34,7 @@ __all__ = [
     "find_merchant",
     "hash_api_key",
     "issue_api_key",
+    "merchant_details",
     "note_key_used",
     "revoke_api_key",
     "update_merchant",
@@ -62,6 +64,23 @@ class FeeTerms:
     threshold: int
     per_line_amount: Decimal
     effective_from: str
+
+
+@dataclass(frozen=True)
+class MerchantDetails:
+    """A merchant as the console shows it: its contract, keys, users and latest payouts."""
+
+    merchant: Merchant
+    fee_plans: list[FeePlan]
+    bank_account: BankAccount | None
+    api_keys: list[ApiKey]
+    users: list[MerchantUser]
+    payouts: list[Payout]
+
+
+def _why(reason: str | None) -> dict[str, str]:
+    """The reason a person gave, for the audit entry (none from the ops token)."""
+    return {"reason": reason} if reason else {}
 
 
 def hash_api_key(key: str) -> str:
@@ -94,6 +113,21 @@ async def find_merchant(merchant_id: str, *, lock: bool = False) -> Merchant:
     if merchant is None:
         raise NotFound(f"No merchant {merchant_id}.", param="id")
     return merchant
+
+
+async def merchant_details(merchant_id: str, *, limit: int) -> MerchantDetails:
+    """The merchant ``merchant_id`` with its fee plans, bank account, and at most ``limit`` each
+    of its API keys and users (newest first) and payouts (latest period first); ``NotFound``
+    otherwise."""
+    merchant = await find_merchant(merchant_id)
+    return MerchantDetails(
+        merchant=merchant,
+        fee_plans=await FeePlan.filter(merchant_id=merchant.id).order_by("-effective_from").limit(limit),
+        bank_account=await BankAccount.get_or_none(merchant_id=merchant.id),
+        api_keys=await ApiKey.filter(merchant_id=merchant.id).order_by("-created_at", "-id").limit(limit),
+        users=await MerchantUser.filter(merchant_id=merchant.id).order_by("-created_at", "-id").limit(limit),
+        payouts=await Payout.filter(merchant_id=merchant.id).order_by("-period").limit(limit),
+    )
 
 
 async def issue_api_key(merchant: Merchant) -> tuple[ApiKey, str]:
@@ -158,14 +192,17 @@ async def create_merchant(  # noqa: PLR0913 - one keyword per part of the contra
     return merchant, key, signing_secret
 
 
-async def update_merchant(merchant_id: str, changes: dict[str, Any], *, actor: Actor) -> Merchant:
-    """Suspend or reactivate, rename, or change the per-charge maximum."""
+async def update_merchant(
+    merchant_id: str, changes: dict[str, Any], *, actor: Actor, reason: str | None = None
+) -> Merchant:
+    """Suspend or reactivate, rename, or change the per-charge maximum; ``reason``, when a person
+    gives one, goes into the audit entry."""
     async with in_transaction():
         merchant = await find_merchant(merchant_id, lock=True)
         for name, value in changes.items():
             setattr(merchant, name, MerchantStatus(value) if name == "status" else value)
         await merchant.save()
-        await audit(actor, "merchant.update", "merchant", merchant.id, **changes)
+        await audit(actor, "merchant.update", "merchant", merchant.id, **changes, **_why(reason))
     return merchant
 
 
@@ -178,7 +215,7 @@ async def add_api_key(merchant_id: str, *, actor: Actor) -> tuple[ApiKey, str]:
     return record, key
 
 
-async def revoke_api_key(merchant_id: str, key_id: str, *, actor: Actor) -> ApiKey:
+async def revoke_api_key(merchant_id: str, key_id: str, *, actor: Actor, reason: str | None = None) -> ApiKey:
     """The key stops working at once; revoking a revoked key changes nothing."""
     async with in_transaction():
         merchant = await find_merchant(merchant_id)
@@ -188,5 +225,5 @@ async def revoke_api_key(merchant_id: str, key_id: str, *, actor: Actor) -> ApiK
         if record.revoked_at is None:
             record.revoked_at = await clock.now()
             await record.save(update_fields=["revoked_at"])
-            await audit(actor, "api_key.revoke", "merchant", merchant.id, key_id=record.id)
+            await audit(actor, "api_key.revoke", "merchant", merchant.id, key_id=record.id, **_why(reason))
     return record

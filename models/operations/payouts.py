@@ -45,9 +45,9 @@ __all__ = [
 ]
 
 
-async def request_payouts(period: str, *, actor: Actor) -> None:
+async def request_payouts(period: str, *, actor: Actor, reason: str | None = None) -> None:
     """Queue the payouts of a closed period (refused before the period is closed); generating
-    again adds nothing."""
+    again adds nothing. ``reason``, when a person gives one, goes into the audit entry."""
     if not valid_period(period):
         raise InvalidRequest("period must be YYYY-MM.", param="period")
     async with in_transaction():
@@ -58,7 +58,7 @@ async def request_payouts(period: str, *, actor: Actor) -> None:
             run.payouts_requested_at = await clock.now()
             await run.save(update_fields=["payouts_requested_at"])
         await send(GENERATE_PAYOUTS, period)
-        await audit(actor, "payouts.generate", "period", period)
+        await audit(actor, "payouts.generate", "period", period, **_why(reason))
 
 
 async def generate_payouts(period: str) -> int:
@@ -235,7 +235,12 @@ async def generate_due_payouts(now: datetime) -> int:
     return asked
 
 
-async def mark_paid(payout_id: str, *, actor: Actor) -> Payout:
+def _why(reason: str | None) -> dict[str, str]:
+    """The reason a person gave, for the audit entry (none from the ops token)."""
+    return {"reason": reason} if reason else {}
+
+
+async def mark_paid(payout_id: str, *, actor: Actor, reason: str | None = None) -> Payout:
     """Finance confirms the transfer went out; ``payout.paid`` tells the merchant."""
     async with in_transaction():
         payout = await Payout.select_for_update().get_or_none(id=payout_id) if fits_id_column(payout_id) else None
@@ -253,7 +258,7 @@ async def mark_paid(payout_id: str, *, actor: Actor) -> Payout:
                 postings=payout_postings(payout.merchant_id, payout.net),
             )
         await Event.record("payout.paid", merchant_id=payout.merchant_id, obj=payout.to_api())
-        await audit(actor, "payout.paid", "payout", payout.id)
+        await audit(actor, "payout.paid", "payout", payout.id, **_why(reason))
     return payout
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.http import Body, json_response
 from api.merchant.lists import page
-from api.ops.table import ops_routes
+from api.ops.table import operator, ops_routes
 from billing.errors import InvalidRequest, NotFound
 from billing.periods import valid_period
 from models.invoices import BillingRun, Invoice, InvoiceItem, InvoiceTax
@@ -96,9 +96,9 @@ async def invoice_view(invoice: Invoice) -> dict[str, Any]:
     status=202,
     errors=(400, 401, 409),
 )
-async def close_month(_request: web.Request, body: CloseRequest) -> web.Response:
+async def close_month(request: web.Request, body: CloseRequest) -> web.Response:
     """Start merging the period's charges into line invoices; refused before the period ends."""
-    run = await start_close(body.period)
+    run = await start_close(body.period, actor=operator(request))
     return json_response(run_view(run), status=202)
 
 

@@ -14,6 +14,7 @@ from tortoise import connections
 import queues
 from billing.zengin_records import read_transfer_file
 from conftest import OpsClient
+from models.audit_log import AuditEntry
 from models.charges import Charge, Refund
 from models.clock import clock
 from models.events import Event
@@ -99,6 +100,16 @@ async def test_closing_twice_creates_nothing_new(ops: OpsClient, settings: Setti
     again = await close(ops, settings, "2030-11")
     assert (again["invoices"], again["total_billed"]) == (0, 0)
     assert (await Invoice.all().count(), await InvoiceItem.all().count(), await Event.all().count()) == counts
+
+
+async def test_a_close_asked_through_the_ops_api_is_audited(
+    ops: OpsClient, settings: Settings, november: dict[str, Any]
+) -> None:
+    """POST /ops/v1/billing/close writes one audit row naming the ops token and the run."""
+    await clock.move_to(datetime.fromisoformat("2030-12-01T00:10:00+09:00"))
+    run = await close(ops, settings, "2030-11")
+    (entry,) = await AuditEntry.filter(action="billing.close")
+    assert (entry.actor, entry.target_id) == ("ops_token", run["id"])
 
 
 async def test_a_redelivered_batch_changes_nothing(

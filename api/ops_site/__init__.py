@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.ops_site import auth, billing, collections, find, merchants, payouts, staff  # the money pages
+from api.ops_site import auth, billing, collections, find, lines, merchants, payouts, staff
 from api.ops_site.access import load_operator
 from api.site.sessions import Site
 from models.operations.site_users import OPS_SITE
@@ -24,5 +24,13 @@ SITE = Site(
     public_paths=frozenset({"/ops/login"}),
     excluded_prefixes=("/ops/v1",),
 )
-ROUTES: list[web.RouteTableDef] = [auth.routes, find.routes, staff.routes]
-ROUTES += [merchants.routes, billing.routes, collections.routes, payouts.routes]
+ROUTES: list[web.RouteTableDef] = [
+    auth.routes,
+    find.routes,
+    lines.routes,
+    merchants.routes,
+    billing.routes,
+    collections.routes,
+    payouts.routes,
+    staff.routes,
+]

@@ -169,12 +169,20 @@ async def end_subscription(subscription: Subscription, *, now: datetime, reason:
     await Event.record("subscription.canceled", merchant_id=subscription.merchant_id, obj=subscription.to_api())
 
 
-async def cancel_subscription(
-    subscription_id: str, *, merchant_id: str | None, reason: str, actor: Actor, account_id: str | None = None
+async def cancel_subscription(  # noqa: PLR0913 - the owner scopes and the reasons, keyword-only
+    subscription_id: str,
+    *,
+    merchant_id: str | None,
+    reason: str,
+    actor: Actor,
+    account_id: str | None = None,
+    note: str | None = None,
 ) -> Subscription:
     """No further renewals; the current month is neither refunded nor prorated. ``merchant_id``
     limits it to one merchant's subscriptions (the merchant's surfaces), ``account_id`` to one
-    subscriber ID's (the my page); staff pass neither. Another owner's answers like a missing one."""
+    subscriber ID's (the my page); staff pass neither. Another owner's answers like a missing one.
+    ``reason`` is the short code kept on the subscription (``cancel_reason``); ``note`` is the
+    reason a person gave (staff on the console), which the audit entry keeps in its place."""
     scope = {} if account_id is None else {"account_id": account_id}
     async with in_transaction():
         if merchant_id is None:
@@ -195,5 +203,6 @@ async def cancel_subscription(
                 f"A {subscription.status.value} subscription cannot be canceled.", code="subscription_not_cancelable"
             )
         await end_subscription(subscription, now=await clock.now(), reason=reason)
-        await audit(actor, "subscription.cancel", "subscription", subscription.id, reason=reason)
+        why = {"reason": reason} if note is None else {"reason": note, "cancel_reason": reason}
+        await audit(actor, "subscription.cancel", "subscription", subscription.id, **why)
     return subscription

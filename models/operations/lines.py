@@ -79,14 +79,24 @@ async def create_line(fields: dict[str, Any], *, actor: Actor) -> Line:
     return line
 
 
-async def update_line(line_id: str, changes: dict[str, Any], *, actor: Actor, reason: str | None = None) -> Line:
+async def update_line(
+    line_id: str,
+    changes: dict[str, Any],
+    *,
+    actor: Actor,
+    reason: str | None = None,
+    only_from: tuple[LineStatus, ...] | None = None,
+) -> Line:
     """Change a line's status, limit, fee, holder name or Flets.net contract; a terminated line
-    cannot be changed. Terminating ends its sessions and cancels its subscriptions."""
+    cannot be changed. Terminating ends its sessions and cancels its subscriptions. With
+    ``only_from``, a line in any other status is refused (409 ``line_status``), nothing written."""
     async with in_transaction():
         line = await find_line(line_id, lock=True)
         now = await clock.now()
         if line.status == LineStatus.TERMINATED and changes:
             raise Conflict("A terminated line cannot be changed.", param="status", code="line_terminated")
+        if only_from is not None and line.status not in only_from:
+            raise Conflict(f"A {line.status.value} line cannot be changed so.", param="status", code="line_status")
         for name, value in changes.items():
             setattr(line, name, LineStatus(value) if name == "status" else value)
         line.updated_at = now
@@ -104,13 +114,17 @@ async def update_line(line_id: str, changes: dict[str, Any], *, actor: Actor, re
 
 
 async def suspend_line(line_id: str, *, actor: Actor, reason: str | None = None) -> Line:
-    """The line can buy nothing until it is resumed."""
-    return await update_line(line_id, {"status": LineStatus.SUSPENDED.value}, actor=actor, reason=reason)
+    """An active line can buy nothing until it is resumed (another status: 409 ``line_status``)."""
+    return await update_line(
+        line_id, {"status": LineStatus.SUSPENDED.value}, actor=actor, reason=reason, only_from=(LineStatus.ACTIVE,)
+    )
 
 
 async def resume_line(line_id: str, *, actor: Actor, reason: str | None = None) -> Line:
-    """A suspended line may buy again."""
-    return await update_line(line_id, {"status": LineStatus.ACTIVE.value}, actor=actor, reason=reason)
+    """A suspended line may buy again (another status: 409 ``line_status``)."""
+    return await update_line(
+        line_id, {"status": LineStatus.ACTIVE.value}, actor=actor, reason=reason, only_from=(LineStatus.SUSPENDED,)
+    )
 
 
 async def terminate_line(line_id: str, *, actor: Actor, reason: str | None = None) -> Line:

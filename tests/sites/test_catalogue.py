@@ -44,6 +44,18 @@ def test_each_message_is_translated_in_one_catalogue_file_only() -> None:
     assert not twice, f"translated in more than one .po file: {twice}"
 
 
+def test_every_catalogue_entry_is_used_by_a_template() -> None:
+    """No Japanese is kept for a message no template shows any more (it would hide a later typo)."""
+    from api.site.formatting import YEN_MESSAGE  # the one message Python formats (the yen filter)
+
+    used = _template_messages() | {(None, YEN_MESSAGE)}
+    unused = []
+    for path in catalogue_files("ja"):
+        with path.open("rb") as source:
+            unused += [(path.name, m.context, m.id) for m in read_po(source) if m.id and (m.context, m.id) not in used]
+    assert not unused, f"remove these from the catalogue: {sorted(unused, key=str)}"
+
+
 def test_english_pages_show_the_message_ids() -> None:
     """English is the message ids themselves: a message reads the same through the English catalogue."""
     assert translations("en").gettext("Sign in") == "Sign in"

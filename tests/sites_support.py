@@ -27,7 +27,7 @@ class SiteBrowser:
     async def get(self, path: str, **kwargs: Any) -> tuple[int, str]:
         """GET ``path`` without following redirects; remember the page's CSRF token."""
         response = await self.client.get(path, allow_redirects=False, **kwargs)
-        text = await response.text()
+        text = (await response.read()).decode("utf-8", errors="replace")  # a download may be Shift_JIS
         found = CSRF_FIELD.search(text)
         if found:
             self.token = found.group(1)

@@ -111,7 +111,11 @@ async def test_every_linked_console_page_renders(
     await make_payouts(ops, settings, "2030-11")
     browser = await ops_signed_in(client, role="admin")
     await browser.get(f"/ops?lang={language}")
-    statuses = await crawl(browser, f"/ops?q={shop.line_id}", "/ops")
+    statuses = await crawl(browser, f"/ops/lines/{shop.line_id}", "/ops")
     statuses.update(await crawl(browser, f"/ops?q={shop.merchant_id}", "/ops"))
-    assert statuses.get("/ops/staff") == 200, statuses
+    reached = {path.split("?")[0] for path, status in statuses.items() if status == 200}
+    for page in ("/ops/billing", "/ops/collections", "/ops/payouts", "/ops/system", "/ops/staff"):
+        assert page in reached, statuses
+    for kind in ("/ops/lines/", "/ops/merchants/mer_", "/ops/billing/runs/run_", "/ops/payouts/files/"):
+        assert any(path.startswith(kind) for path in reached), (kind, statuses)
     assert {path: status for path, status in statuses.items() if status >= 500} == {}

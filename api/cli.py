@@ -112,13 +112,14 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 async def _close_month(settings: Settings, period: str) -> int:
     """Close ``period`` and show its progress; in the embedded mode this process does the batches."""
     from billing.errors import MatometeError
+    from models.audit_log import Actor
     from models.invoices import BillingBatch, BillingRun
     from models.operations import closing
     from settings.database import connected
 
     async with connected(settings):
         try:
-            run = await closing.start_close(period)
+            run = await closing.start_close(period, actor=Actor("cli"))
         except MatometeError as error:
             print(f"matomete: {error.message}", file=sys.stderr)  # noqa: T201 - the operator's answer
             return 2
@@ -290,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"matomete: {error}", file=sys.stderr)  # noqa: T201 - one line, then stop
         return 2
+    # Every process and command reads time from the one clock, configured the same way (§12).
+    from models.clock import clock
+
+    clock.configure(test_clock=settings.test_clock)
     # Commands that answer on stdout and stop; their log lines go to stderr.
     tools: dict[str, Callable[[], int]] = {
         "close-month": lambda: asyncio.run(_close_month(settings, args.period)),

@@ -7,24 +7,49 @@ so a wrong type or an unexpected key is a 400 that names the field before anythi
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from billing.errors import InvalidRequest
 
-__all__ = ["Body", "json_response", "parse_body", "validation_error"]
+__all__ = ["Body", "holds_control_character", "json_response", "parse_body", "validation_error"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
+# C0 control characters but tab, line feed and carriage return, and DEL: PostgreSQL text cannot
+# hold NUL at all, and none of them belongs on a bill, a page or a log line.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def holds_control_character(value: object) -> bool:
+    """True when ``value`` (a string, or one inside a list or dict, keys included) holds one."""
+    if isinstance(value, str):
+        return CONTROL_CHARACTERS.search(value) is not None
+    if isinstance(value, dict):
+        return any(holds_control_character(key) or holds_control_character(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_control_character(item) for item in value)
+    return False
+
+
 class Body(BaseModel):
-    """Base of every request body: unknown fields are refused, types are not coerced."""
+    """Base of every request body: unknown fields are refused, types are not coerced, and no text
+    holds a control character (the same on SQLite and PostgreSQL)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if holds_control_character(value):
+            raise ValueError("text must not hold control characters")
+        return value
 
 
 def _default(value: object) -> object:

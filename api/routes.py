@@ -17,8 +17,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.http import json_response, parse_body
+from billing.errors import NotFound
 
-__all__ = ["Operation", "RouteTable"]
+__all__ = ["PATH_PARAMETERS", "Operation", "RouteTable"]
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 ERROR_SCHEMA = {
@@ -37,6 +38,25 @@ ERROR_SCHEMA = {
     },
     "required": ["error"],
 }
+
+
+# The shape of each path parameter: a value of another shape is no object's, so it is answered
+# 404 before any handler or query runs (an over-long id would otherwise reach a column that
+# cannot hold it). Ids are ``prefix_hex`` at most 32 characters; a period's handler names its
+# own problem.
+ID_SHAPE = r"[A-Za-z0-9_]{1,32}"
+PATH_PARAMETERS: dict[str, str] = {
+    "login_id": r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}",
+    "period": r"[^/]{1,16}",
+}
+
+
+def _shape(name: str) -> str:
+    return PATH_PARAMETERS.get(name, ID_SHAPE)
+
+
+def _path_schema(name: str) -> dict[str, str]:
+    return {"type": "string", "pattern": f"^{_shape(name)}$"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,15 +121,19 @@ class RouteTable:
 
     @staticmethod
     def _bind(op: Operation) -> Handler:
-        if op.body is None:
-            return op.handler
+        shapes = {name: re.compile(_shape(name)) for name in re.findall(r"{(\w+)}", op.path)}
         model = op.body
 
-        async def with_body(request: web.Request) -> web.StreamResponse:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            for name, shape in shapes.items():
+                if not shape.fullmatch(request.match_info.get(name, "")):
+                    raise NotFound("No such object.", param=name)
+            if model is None:
+                return await op.handler(request)
             return await op.handler(request, await parse_body(request, model))
 
-        with_body.__name__ = op.handler.__name__
-        return with_body
+        checked.__name__ = op.handler.__name__
+        return checked
 
     async def _serve_openapi(self, _request: web.Request) -> web.Response:
         return json_response(self.openapi())
@@ -127,7 +151,7 @@ class RouteTable:
         for op in self.operations:
             path = self.prefix + op.path
             params = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
                 for name in re.findall(r"{(\w+)}", op.path)
             ]
             responses: dict[str, Any] = {

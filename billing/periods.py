@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "JST",
+    "LAST_CLOCK_YEAR",
+    "clock_in_range",
     "month_start",
     "next_period",
     "period_end",
@@ -19,6 +21,14 @@ __all__ = [
 
 JST = ZoneInfo("Asia/Tokyo")
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# The calendar serves four-digit years; a month's bill falls due and is paid out in the months
+# after it, so the platform's clock stays before the last year by a year of headroom.
+LAST_CLOCK_YEAR = 9997
+
+
+def clock_in_range(moment: datetime) -> bool:
+    """True when every month, due date and payout that ``moment`` brings due is a ``YYYY-MM``."""
+    return moment.astimezone(JST).year <= LAST_CLOCK_YEAR
 
 
 def valid_period(period: str) -> bool:

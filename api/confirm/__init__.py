@@ -9,6 +9,7 @@ merchant's ``return_url`` with a signed status.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,8 @@ async def _nobody(_user_id: str) -> None:
 # Anyone holding the link may answer: no sign-in; the handler checks the form's CSRF token.
 SITE = Site(name="confirm", prefix="/confirm", load_user=_nobody, sign_in_required=False)
 FINAL = {"succeeded", "failed", "canceled"}
+# A confirmation token is ``secrets.token_urlsafe``'s alphabet, at most its 64-character column.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass
@@ -99,6 +102,8 @@ def see_other(location: str) -> web.Response:
 
 
 async def _purchase(token: str) -> Purchase:
+    if not TOKEN_SHAPE.fullmatch(token):  # never a lookup the column cannot hold: no such page
+        raise NotFound("No such confirmation page.", code="confirmation_missing")
     charge = await Charge.get_or_none(confirmation_token=token)
     subscription = None if charge else await Subscription.get_or_none(confirmation_token=token)
     if charge is None and subscription is None:

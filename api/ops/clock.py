@@ -10,7 +10,8 @@ from pydantic import AwareDatetime, BaseModel
 from api.http import Body, json_response
 from api.keys import SETTINGS
 from api.ops.table import ops_routes
-from billing.errors import Conflict, NotFound
+from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.periods import LAST_CLOCK_YEAR, clock_in_range
 from models.clock import ClockBackwards, clock
 
 __all__: list[str] = []
@@ -42,6 +43,12 @@ async def move_clock(request: web.Request, body: ClockMove) -> web.Response:
     """Move the test clock forward; refused backwards, and absent unless the test clock is on."""
     if not request.app[SETTINGS].test_clock:
         raise NotFound("The test clock is off (MATOMETE_TEST_CLOCK=1 turns it on).", code="test_clock_off")
+    if not clock_in_range(body.now):
+        raise InvalidRequest(
+            f"now must be before the year {LAST_CLOCK_YEAR + 1} (the calendar's reach).",
+            param="now",
+            code="clock_out_of_range",
+        )
     try:
         now = await clock.move_to(body.now)
     except ClockBackwards as error:

@@ -19,6 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 from aiohttp_session import get_session
 from tortoise.exceptions import DoesNotExist
 
+from api.http import holds_control_character
 from api.site.i18n import LANGUAGE_COOKIE, LOCALE, ONE_YEAR, chosen_language
 from api.site.pages import SITE_USER, csrf_ok, error_page, rotate_csrf_token, see_other
 from billing.errors import MatometeError
@@ -111,6 +112,15 @@ async def _signed_in_user(request: web.Request, site: Site) -> Any | None:
     return user
 
 
+async def _holds_control_characters(request: web.Request) -> bool:
+    """A query or form value with a control character (NUL...) is refused before any handler:
+    PostgreSQL text cannot hold NUL, and none belongs on a page or a bill."""
+    values: list[object] = list(request.query.values())
+    if request.method == "POST":
+        values += [value for value in (await request.post()).values() if isinstance(value, str)]
+    return holds_control_character(values)
+
+
 def site_middleware(sites: Sequence[Site]) -> Middleware:
     """The guard of every site page: language, CSRF, sign-in, and errors as pages."""
 
@@ -121,8 +131,12 @@ def site_middleware(sites: Sequence[Site]) -> Middleware:
             return await handler(request)
         language, asked = chosen_language(request)
         request[LOCALE] = language
+        response: web.StreamResponse
         try:
-            response = await _guarded(request, handler, site)
+            if await _holds_control_characters(request):
+                response = await error_page(request, 400, "control_characters")
+            else:
+                response = await _guarded(request, handler, site)
         except MatometeError as error:
             response = await error_page(request, error.status, error.code)
         except DoesNotExist:

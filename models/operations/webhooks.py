@@ -85,9 +85,15 @@ async def check_destination(url: str, *, allow_insecure: bool) -> None:
     addresses, unless ``allow_insecure`` (a merchant testing against its own machine)."""
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeDestination(f"must be at most {MAX_URL_LENGTH} characters")
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # out of 0-65535 or not a number: ValueError
+    except ValueError:
+        raise UnsafeDestination("must be an absolute https:// URL with a valid host and port") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname or port == 0:
         raise UnsafeDestination("must be an absolute https:// URL")
+    if any(ord(char) < 33 or ord(char) == 127 for char in url):
+        raise UnsafeDestination("must not hold spaces or control characters")
     if allow_insecure:
         return
     if parts.scheme != "https":

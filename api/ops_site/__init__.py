@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.ops_site import auth, find, staff
+from api.ops_site import auth, find, staff, system
 from api.ops_site.access import load_operator
 from api.site.sessions import Site
 from models.operations.site_users import OPS_SITE
@@ -24,4 +24,4 @@ SITE = Site(
     public_paths=frozenset({"/ops/login"}),
     excluded_prefixes=("/ops/v1",),
 )
-ROUTES: list[web.RouteTableDef] = [auth.routes, find.routes, staff.routes]
+ROUTES: list[web.RouteTableDef] = [auth.routes, find.routes, staff.routes, system.routes]

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from test_vitals_actors import FAILS, NOOP, QUEUE, always_fails, does_nothing
+from vitals_support import FAILS, NOOP, QUEUE, always_fails, does_nothing
 
 import queues
 from conftest import BACKEND, REQUIRE_SERVICES

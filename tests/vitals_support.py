@@ -1,4 +1,4 @@
-"""Actors the vital-signs tests declare on the ``payouts`` queue (a worker process started by a
+"""Actors the vital-signs and metrics tests declare on the ``payouts`` queue (a worker process started by a
 test imports this module too): one that always fails, and one that does nothing."""
 
 from __future__ import annotations

@@ -192,3 +192,17 @@ async def test_a_queue_deepens_without_a_worker_and_drains_when_one_starts(setti
     finally:
         await loop.run_in_executor(None, started.stop)
     assert NOOP in queues.broker.get_declared_actors()
+
+
+def test_the_vital_sign_settings_are_read_and_checked() -> None:
+    """The management URL and the relay's metrics port come from the environment; a bad one names the variable."""
+    from settings import SettingsError, load_settings
+
+    read = load_settings(
+        {"MATOMETE_RABBITMQ_MANAGEMENT_URL": "http://ops:pw@mq:15672/", "MATOMETE_RELAY_METRICS_PORT": "0"}
+    )
+    assert (read.rabbitmq_management_url, read.relay_metrics_port) == ("http://ops:pw@mq:15672", 0)
+    assert load_settings({}).relay_metrics_port == 9300
+    for variable, bad in (("RABBITMQ_MANAGEMENT_URL", "mq:15672"), ("RELAY_METRICS_PORT", "70000")):
+        with pytest.raises(SettingsError, match=f"MATOMETE_{variable}"):
+            load_settings({f"MATOMETE_{variable}": bad})

@@ -368,8 +368,12 @@ def start_worker(
             middleware.count_in_process()
     worker = dramatiq.Worker(broker, queues=set(queues) if queues else None, worker_threads=threads, worker_timeout=100)
     worker.start()
-    _in_process_workers.append(worker)
+    _in_process_workers[:] = [w for w in _in_process_workers if _consuming(w)] + [worker]
     return worker
+
+
+def _consuming(worker: dramatiq.Worker) -> bool:
+    return any(thread.is_alive() for thread in list(worker.consumers.values()))
 
 
 _in_process_workers: list[dramatiq.Worker] = []

@@ -215,3 +215,38 @@ async def test_the_relay_process_serves_its_series(db: Settings, tmp_path: Path)
     finally:
         _stop(relay)
     queues.broker.flush_all()
+
+
+@pytest.mark.services
+async def test_the_auth_worker_process_counts_confirmations_by_result(
+    client: Any, ops: OpsClient, settings: Settings, tmp_path: Path
+) -> None:
+    """A purchase decided by a separate `auth` worker process shows as succeeded on that worker's /metrics."""
+    queues.declare_queues()
+    queues.broker.flush_all()
+    shop = await open_shop(ops)
+    port = unused_port()
+    log = tmp_path / "auth.log"
+    worker = _start(
+        [str(BIN / "dramatiq"), "queues", "workers", "--queues", "auth", "--processes", "1", "--threads", "2"],
+        log,
+        dramatiq_prom_port=str(port),
+        dramatiq_prom_db=str(tmp_path / "prometheus"),
+        dramatiq_prom_host="127.0.0.1",
+        MATOMETE_SECRET_KEY=settings.secret_key,
+        MATOMETE_TEST_CLOCK="1",
+    )
+    try:
+        await buy(client, settings, shop, amount=300)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while True:  # the message is counted just after the actor returns: poll a moment
+            text = await loop.run_in_executor(None, _fetch, f"http://127.0.0.1:{port}/metrics")
+            families = parse(text) if text else {}
+            if value(families, "dramatiq_messages_total", actor_name="verify_purchase") == 1:
+                break
+            assert loop.time() < deadline, log.read_text()[-3000:]
+            await asyncio.sleep(0.2)
+        assert value(families, "matomete_confirmations_decided_total", result="succeeded") == 1
+    finally:
+        _stop(worker)

@@ -15,11 +15,17 @@ message id; actors are idempotent, so that is harmless.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import contextvars
+import dataclasses
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import quote, unquote, urlsplit
 
 import dramatiq
 import pika
@@ -29,6 +35,7 @@ from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, xq_name
 from dramatiq.middleware import AsyncIO, Middleware, MiddlewareError
+from dramatiq.middleware.prometheus import Prometheus
 from pika.adapters.asyncio_connection import AsyncioConnection
 from tortoise import connections
 from tortoise.context import TortoiseContext
@@ -47,13 +54,20 @@ __all__ = [
     "ACTOR_OPTIONS",
     "PERMANENT_ERRORS",
     "QUEUES",
+    "BrokerState",
+    "DeadLetter",
     "MemoryPublisher",
     "PublishError",
+    "QueueDepth",
     "RabbitPublisher",
+    "WorkerMetrics",
     "broker",
     "broker_probe",
+    "dead_letters",
+    "read_broker",
     "relay_forever",
     "relay_once",
+    "requeue_dead_letter",
 ]
 
 QUEUES = ("auth", "charges", "billing", "payouts", "webhooks")
@@ -214,6 +228,96 @@ class LogContext(Middleware):
     after_skip_message = after_process_message
 
 
+_MULTIPROCESS_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+
+
+class WorkerMetrics(Prometheus):
+    """Dramatiq's own Prometheus middleware (messages processed, failed, retried, dead-lettered,
+    in progress, duration per actor and queue).
+
+    In a ``dramatiq`` worker process it counts into the multiprocess files that its exposition
+    server (a forked process, port ``dramatiq_prom_port``, files in ``dramatiq_prom_db``) reads.
+    A worker run inside another process (``matomete up``, the tests) has no process boot: it
+    counts into that process's default registry once ``count_in_process`` is called, and the web
+    process's ``/metrics`` serves it. Until one of the two happens, it counts nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode: str | None = None
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        """A ``dramatiq`` worker process: multiprocess mode, as Dramatiq sets it up."""
+        super().after_process_boot(broker)  # type: ignore[no-untyped-call]
+        self.mode = "process"
+
+    def count_in_process(self) -> None:
+        """Count into this process's default registry (once; an in-process worker)."""
+        if self.mode is not None:
+            return
+        import prometheus_client
+
+        saved = {name: os.environ.get(name) for name in _MULTIPROCESS_VARIABLES}
+        try:
+            super().after_process_boot(broker)  # type: ignore[no-untyped-call]
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        for metric in (
+            self.total_messages,
+            self.total_errored_messages,
+            self.total_retried_messages,
+            self.total_rejected_messages,
+            self.inprogress_messages,
+            self.inprogress_delayed_messages,
+            self.message_durations,
+        ):
+            prometheus_client.REGISTRY.register(metric)
+        self.mode = "in_process"
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        """Mark a worker process's files dead (multiprocess mode only)."""
+        if self.mode == "process":
+            super().after_worker_shutdown(broker, worker)  # type: ignore[no-untyped-call]
+
+    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        """Count a dead-lettered message."""
+        if self.mode:
+            super().after_nack(broker, message)  # type: ignore[no-untyped-call]
+
+    def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None) -> None:
+        """Count a retry."""
+        if self.mode:
+            super().after_enqueue(broker, message, delay)  # type: ignore[no-untyped-call]
+
+    def before_delay_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        """Count a delayed message held in memory."""
+        if self.mode:
+            super().before_delay_message(broker, message)  # type: ignore[no-untyped-call]
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        """Count a message in progress."""
+        if self.mode:
+            super().before_process_message(broker, message)  # type: ignore[no-untyped-call]
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Count a processed (or failed) message and its duration."""
+        if self.mode:
+            super().after_process_message(broker, message, result=result, exception=exception)  # type: ignore[no-untyped-call]
+
+    after_skip_message = after_process_message
+
+
 def build_broker(broker_url: str, *, settings_factory: Callable[[], Settings] = worker_settings) -> dramatiq.Broker:
     """The broker for ``broker_url`` with Matomete's middleware and every queue declared."""
     built: dramatiq.Broker
@@ -226,6 +330,7 @@ def build_broker(broker_url: str, *, settings_factory: Callable[[], Settings] = 
         built.add_middleware(DaemonAsyncIO())
         built.add_middleware(TortoiseOnLoop(settings_factory), after=AsyncIO)
     built.add_middleware(LogContext())
+    built.add_middleware(WorkerMetrics())
     for name in QUEUES:
         built.declare_queue(name)
     return built
@@ -258,9 +363,20 @@ def start_worker(
         if isinstance(middleware, InProcessAsyncIO):
             middleware.loop = loop
     # A short consumer timeout makes stopping quick (a consumer checks for shutdown between waits).
+    for middleware in broker.middleware:
+        if isinstance(middleware, WorkerMetrics):
+            middleware.count_in_process()
     worker = dramatiq.Worker(broker, queues=set(queues) if queues else None, worker_threads=threads, worker_timeout=100)
     worker.start()
+    _in_process_workers[:] = [w for w in _in_process_workers if _consuming(w)] + [worker]
     return worker
+
+
+def _consuming(worker: dramatiq.Worker) -> bool:
+    return any(thread.is_alive() for thread in list(worker.consumers.values()))
+
+
+_in_process_workers: list[dramatiq.Worker] = []
 
 
 def broker_probe(settings: Settings) -> Callable[[], bool]:
@@ -474,19 +590,394 @@ async def relay_once(publisher: Publisher, *, batch_size: int = RELAY_BATCH) -> 
     return len(rows)
 
 
-async def relay_forever(publisher: Publisher, *, stop: asyncio.Event, idle_seconds: float = 0.1) -> None:
+class RelayMetrics:
+    """The relay's Prometheus series, in this process's default registry (created on the
+    relay's first pass, never at import: a Dramatiq worker process must import
+    ``prometheus_client`` only after its boot picks multiprocess mode)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.published = Counter("matomete_relay_messages_published", "Outbox messages published to the broker.")
+        self.failures = Counter("matomete_relay_failures", "Relay passes that failed (broker or database).")
+        self.batch_seconds = Histogram(
+            "matomete_relay_batch_seconds",
+            "Time to publish one batch with confirms and mark it sent.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.backlog = Gauge("matomete_relay_backlog", "Unsent outbox rows, as the relay last counted them.")
+        self.oldest_seconds = Gauge(
+            "matomete_relay_oldest_unsent_seconds", "Age of the oldest unsent outbox row, as the relay last saw it."
+        )
+
+
+_relay_metrics: RelayMetrics | None = None
+
+
+def relay_metrics() -> RelayMetrics:
+    """This process's relay series (one set per process)."""
+    global _relay_metrics  # noqa: PLW0603 - one set of series per process, as Prometheus wants
+    if _relay_metrics is None:
+        _relay_metrics = RelayMetrics()
+    return _relay_metrics
+
+
+async def _count_backlog(metrics: RelayMetrics) -> None:
+    oldest = await OutboxMessage.filter(sent_at=None).order_by("created_at").first().values_list("created_at")
+    metrics.backlog.set(await OutboxMessage.filter(sent_at=None).count())
+    age = (Clock.system_now() - oldest[0]).total_seconds() if oldest else 0.0
+    metrics.oldest_seconds.set(max(age, 0.0))
+
+
+async def relay_forever(
+    publisher: Publisher, *, stop: asyncio.Event, idle_seconds: float = 0.1, backlog_every: float = 1.0
+) -> None:
     """Relay until ``stop`` is set; back off on broker or database errors, never give up."""
+    metrics = relay_metrics()
     backoff = idle_seconds
+    counted_at = 0.0
     while not stop.is_set():
+        started = time.perf_counter()
         try:
+            if started - counted_at >= backlog_every:
+                counted_at = started
+                await _count_backlog(metrics)
             sent = await relay_once(publisher)
         except Exception as error:  # noqa: BLE001 - the relay must outlive any one outage
+            metrics.failures.inc()
             log.warning("relay_failed", error=repr(error), retry_in=backoff)
             sent, backoff = 0, min(backoff * 2, 5.0)
         else:
             backoff = idle_seconds
             if sent:
+                metrics.published.inc(sent)
+                metrics.batch_seconds.observe(time.perf_counter() - started)
                 log.debug("relayed", messages=sent)
                 continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff)
+
+
+# --- Inspection: the vital signs of the broker (``/ops/system``, ``/metrics``) and dead letters.
+
+BROKER_TIMEOUT = 2.0  # seconds; a page waits at most this long for an unreachable broker
+DEAD_LETTER_SCAN = 5_000  # dead letters looked through to find one message
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """One queue's counts; None where the source cannot tell (unacknowledged over AMQP)."""
+
+    name: str
+    ready: int | None
+    unacked: int | None
+    consumers: int | None
+    delayed: int | None  # on ``<queue>.DQ``: retries and delayed messages waiting for their time
+    dead: int | None  # on ``<queue>.XQ``: messages that failed every retry (kept 7 days)
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    """What the broker says about every queue, and where it was read: ``management`` (the
+    RabbitMQ management API), ``amqp`` (passive declares: no unacknowledged counts) or
+    ``in-process``; ``reachable`` False with the problem when it did not answer."""
+
+    source: str
+    reachable: bool
+    queues: tuple[QueueDepth, ...] = ()
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in a dead-letter queue, as an operator inspects it."""
+
+    queue: str
+    message_id: str
+    actor: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+    traceback: str | None
+    enqueued_at: datetime | None
+    dead_at: datetime | None
+
+
+def _vhost(broker_url: str) -> str:
+    path = urlsplit(broker_url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def _params(broker_url: str) -> pika.URLParameters:
+    params = pika.URLParameters(broker_url)
+    params.socket_timeout = BROKER_TIMEOUT
+    params.connection_attempts = 1
+    params.blocked_connection_timeout = BROKER_TIMEOUT
+    params.stack_timeout = BROKER_TIMEOUT * 2
+    return params
+
+
+def _stub_depths(target: StubBroker) -> tuple[QueueDepth, ...]:
+    depths = []
+    for name in QUEUES:
+        queue, delay = target.queues.get(name), target.queues.get(dq_name(name))
+        consumers = sum(
+            1
+            for worker in _in_process_workers
+            for queue_name, thread in list(worker.consumers.items())
+            if queue_name == name and thread.is_alive()
+        )
+        ready = queue.qsize() if queue is not None else 0
+        depths.append(
+            QueueDepth(
+                name=name,
+                ready=ready,
+                unacked=max(queue.unfinished_tasks - ready, 0) if queue is not None else 0,
+                consumers=consumers,
+                delayed=delay.unfinished_tasks if delay is not None else 0,
+                dead=len(target.dead_letters_by_queue.get(name, ())),
+            )
+        )
+    return tuple(depths)
+
+
+async def _management_depths(management_url: str, broker_url: str) -> tuple[QueueDepth, ...]:
+    import aiohttp
+
+    parts = urlsplit(management_url)
+    credentials = f"{unquote(parts.username or 'guest')}:{unquote(parts.password or 'guest')}"
+    headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+    netloc = parts.hostname or ""
+    base = f"{parts.scheme}://{netloc}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+    url = f"{base}/api/queues/{quote(_vhost(broker_url), safe='')}"
+    timeout = aiohttp.ClientTimeout(total=BROKER_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        params = {"columns": "name,messages_ready,messages_unacknowledged,messages,consumers"}
+        async with session.get(url, headers=headers, params=params) as response:
+            response.raise_for_status()
+            rows = {row["name"]: row for row in await response.json()}
+
+    def count(name: str, field: str) -> int | None:
+        row = rows.get(name)
+        return None if row is None or row.get(field) is None else int(row[field])
+
+    return tuple(
+        QueueDepth(
+            name=name,
+            ready=count(name, "messages_ready"),
+            unacked=count(name, "messages_unacknowledged"),
+            consumers=count(name, "consumers"),
+            delayed=count(dq_name(name), "messages"),
+            dead=count(xq_name(name), "messages"),
+        )
+        for name in QUEUES
+    )
+
+
+def _amqp_depths(broker_url: str) -> tuple[QueueDepth, ...]:
+    """Passive declares: ready messages and consumers of each queue (AMQP has no unacked count)."""
+    connection = pika.BlockingConnection(_params(broker_url))
+    try:
+        channel = connection.channel()
+
+        def declared(name: str) -> tuple[int | None, int | None]:
+            nonlocal channel
+            try:
+                method = channel.queue_declare(name, passive=True).method
+            except pika.exceptions.ChannelClosedByBroker:  # 404: not declared yet
+                channel = connection.channel()
+                return None, None
+            return method.message_count, method.consumer_count
+
+        depths = []
+        for name in QUEUES:
+            ready, consumers = declared(name)
+            depths.append(
+                QueueDepth(
+                    name=name,
+                    ready=ready,
+                    unacked=None,
+                    consumers=consumers,
+                    delayed=declared(dq_name(name))[0],
+                    dead=declared(xq_name(name))[0],
+                )
+            )
+        return tuple(depths)
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+async def read_broker(settings: Settings, target: dramatiq.Broker | None = None) -> BrokerState:
+    """Every queue's depth from the broker; never raises: an unreachable broker says so."""
+    target = target or broker
+    if settings.embedded:
+        if isinstance(target, StubBroker):
+            return BrokerState(source="in-process", reachable=True, queues=_stub_depths(target))
+        return BrokerState(source="in-process", reachable=False, problem="no in-process broker here")
+    problem = None
+    if settings.rabbitmq_management_url:
+        try:
+            depths = await _management_depths(settings.rabbitmq_management_url, settings.broker_url)
+        except Exception as error:  # noqa: BLE001 - fall back to AMQP, and say why
+            problem = f"management API: {type(error).__name__}"
+            log.warning("management_api_unreachable", error=repr(error))
+        else:
+            return BrokerState(source="management", reachable=True, queues=depths)
+    try:
+        depths = await asyncio.wait_for(asyncio.to_thread(_amqp_depths, settings.broker_url), BROKER_TIMEOUT * 3)
+    except Exception as error:  # noqa: BLE001 - unreachable for any reason is shown, never a 500
+        log.warning("broker_unreachable", error=repr(error))
+        return BrokerState(source="amqp", reachable=False, problem=f"{type(error).__name__}")
+    return BrokerState(source="amqp", reachable=True, queues=depths, problem=problem)
+
+
+def _millis(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _dead_letter(queue: str, message: dramatiq.Message[Any], dead_at: datetime | None) -> DeadLetter:
+    options = dict(message.options)
+    traceback = options.pop("traceback", None)
+    return DeadLetter(
+        queue=queue,
+        message_id=message.message_id,
+        actor=message.actor_name,
+        args=tuple(message.args),
+        kwargs=dict(message.kwargs),
+        options=options,
+        traceback=str(traceback) if traceback else None,
+        enqueued_at=_millis(message.message_timestamp),
+        dead_at=dead_at,
+    )
+
+
+def _death_time(properties: Any) -> datetime | None:
+    deaths = (properties.headers or {}).get("x-death") or []
+    when = deaths[0].get("time") if deaths and isinstance(deaths[0], dict) else None
+    if isinstance(when, datetime):
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return None
+
+
+def _stub_failure(proxy: Any) -> str | None:
+    exception = getattr(proxy, "_exception", None)
+    return f"{type(exception).__name__}: {exception}" if exception is not None else None
+
+
+def _revived(message: dramatiq.Message[Any]) -> dramatiq.Message[Any]:
+    """The message as it goes back to its queue: same id, a fresh retry budget."""
+    options = {k: v for k, v in message.options.items() if k not in ("retries", "traceback", "requeue_timestamp")}
+    return dataclasses.replace(message, options=options)
+
+
+def _check_queue(queue: str) -> None:
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+
+
+def _rabbit_dead_letters(broker_url: str, queue: str, limit: int) -> list[DeadLetter]:
+    connection = pika.BlockingConnection(_params(broker_url))
+    try:
+        channel = connection.channel()
+        found: list[DeadLetter] = []
+        while len(found) < limit:
+            method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+            if method is None:
+                break
+            try:
+                message = dramatiq.Message.decode(body)
+            except Exception:  # noqa: BLE001 - a body Dramatiq cannot read is shown as such
+                message = dramatiq.Message(
+                    queue_name=queue,
+                    actor_name="(unreadable)",
+                    args=(),
+                    kwargs={},
+                    options={},
+                    message_id=properties.message_id or "?",
+                    message_timestamp=0,
+                )
+            found.append(_dead_letter(queue, message, _death_time(properties)))
+        channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)  # every one back where it was
+        return found
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def _rabbit_requeue(broker_url: str, queue: str, message_id: str) -> DeadLetter | None:
+    """Find the dead letter, publish it to its queue with a confirm, then ack the dead copy.
+    Whatever else was looked at goes back to the dead-letter queue unchanged."""
+    connection = pika.BlockingConnection(_params(broker_url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for _ in range(DEAD_LETTER_SCAN):
+            method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+            if method is None:
+                break
+            try:
+                message = dramatiq.Message.decode(body)
+            except Exception:  # noqa: BLE001, S112 - an unreadable body is not the one asked for
+                continue
+            if message.message_id != message_id:
+                continue
+            revived = _revived(message)
+            channel.basic_publish(  # raises unless the broker confirms it
+                exchange="",
+                routing_key=queue,
+                body=revived.encode(),
+                properties=pika.BasicProperties(delivery_mode=2, message_id=message_id),
+                mandatory=True,
+            )
+            channel.basic_ack(method.delivery_tag)
+            channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+            return _dead_letter(queue, message, _death_time(properties))
+        channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+async def dead_letters(
+    settings: Settings, queue: str, *, limit: int = 50, target: dramatiq.Broker | None = None
+) -> list[DeadLetter]:
+    """The first ``limit`` dead letters of ``queue``, left where they are."""
+    _check_queue(queue)
+    target = target or broker
+    if isinstance(target, StubBroker):
+        letters = []
+        for proxy in list(target.dead_letters_by_queue.get(queue, ()))[:limit]:
+            letter = _dead_letter(queue, proxy._message, None)
+            if letter.traceback is None and (failure := _stub_failure(proxy)):
+                letter = dataclasses.replace(letter, traceback=failure)
+            letters.append(letter)
+        return letters
+    return await asyncio.wait_for(
+        asyncio.to_thread(_rabbit_dead_letters, settings.broker_url, queue, limit), BROKER_TIMEOUT * 5
+    )
+
+
+async def requeue_dead_letter(
+    settings: Settings, queue: str, message_id: str, *, target: dramatiq.Broker | None = None
+) -> DeadLetter | None:
+    """Put one dead letter back on its queue (same message id, fresh retries); None if absent.
+    RabbitMQ: the copy is confirmed on the queue before the dead one is acknowledged, so a crash
+    in between leaves it in both (actors are idempotent), never in neither."""
+    _check_queue(queue)
+    target = target or broker
+    if isinstance(target, StubBroker):
+        dead = target.dead_letters_by_queue.get(queue, [])
+        for proxy in list(dead):
+            if proxy.message_id == message_id:
+                letter = _dead_letter(queue, proxy._message, None)
+                target.enqueue(_revived(proxy._message))
+                dead.remove(proxy)
+                return letter
+        return None
+    # Not cut short: a requeue abandoned half-way could still finish after we answered "failed".
+    return await asyncio.to_thread(_rabbit_requeue, settings.broker_url, queue, message_id)

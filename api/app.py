@@ -12,7 +12,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
 import queues
-from api import confirm, health
+from api import confirm, health, metrics
 from api import demo as demo_routes
 from api.keys import BROKER_PROBE, SETTINGS
 from api.merchant import merchant_app
@@ -48,7 +48,7 @@ def create_app(
     """The aiohttp application for ``settings``; the database opens on start-up, closes on exit."""
     clock.configure(test_clock=settings.test_clock)
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware],
+        middlewares=[metrics.metrics_middleware, request_id_middleware, error_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
@@ -57,6 +57,7 @@ def create_app(
     aiohttp_session.setup(app, _cookie_storage(settings))
     setup_sites(app, [MERCHANT_SITE, MY_SITE, OPS_SITE, confirm.SITE])
     app.add_routes(health.routes)
+    app.add_routes(metrics.routes)
     app.add_routes(confirm.routes)
     for routes in (*MERCHANT_SITE_ROUTES, *MY_SITE_ROUTES, *OPS_SITE_ROUTES):
         app.add_routes(routes)

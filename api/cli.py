@@ -89,11 +89,27 @@ async def _relay(settings: Settings) -> None:
 
     async with connected(settings):
         publisher = queues.publisher_for(settings)
+        _serve_relay_metrics(settings)
         log.info("relay_started", broker=settings.broker_url.split("@")[-1])
         try:
             await queues.relay_forever(publisher, stop=_stop_event())
         finally:
             await publisher.close()
+
+
+def _serve_relay_metrics(settings: Settings) -> None:
+    """The relay's Prometheus series on ``MATOMETE_RELAY_METRICS_PORT`` (0: not served); a port
+    already taken is logged and the relay goes on relaying."""
+    if not settings.relay_metrics_port:
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(settings.relay_metrics_port, addr=settings.host)
+    except OSError as error:
+        log.warning("relay_metrics_not_served", port=settings.relay_metrics_port, error=repr(error))
+    else:
+        log.info("relay_metrics_served", url=f"http://{settings.host}:{settings.relay_metrics_port}/metrics")
 
 
 async def _scheduler(settings: Settings) -> None:

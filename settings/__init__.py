@@ -53,6 +53,10 @@ class Settings:
     # account type (1 普通, 2 当座), account number, kana name.
     zengin_payer: tuple[str, str, str, int, str, str] = ("0000000000", "0001", "001", 1, "0000000", "ﾏﾄﾒﾃ")
     require_services: bool = False
+    # The RabbitMQ management HTTP API (``http://USER:PASS@HOST:15672``): the vital signs read
+    # unacknowledged counts from it; without it they read AMQP (ready and consumers only).
+    rabbitmq_management_url: str = ""
+    relay_metrics_port: int = 9300
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -159,10 +163,16 @@ def _payer(raw: str) -> tuple[str, str, str, int, str, str]:
     return parts[0], parts[1], parts[2], int(parts[3]), parts[4], parts[5]
 
 
-def _port(raw: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise SettingsError("PORT", f"expected a TCP port 1-65535, got {raw!r}")
+def _port(raw: str, name: str = "PORT", *, zero: bool = False) -> int:
+    if not raw.isdigit() or not (0 if zero else 1) <= int(raw) < 65536:
+        raise SettingsError(name, f"expected a TCP port {'0' if zero else '1'}-65535, got {raw!r}")
     return int(raw)
+
+
+def _management_url(raw: str) -> str:
+    if raw and (urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).hostname):
+        raise SettingsError("RABBITMQ_MANAGEMENT_URL", f"expected http(s)://USER:PASS@HOST:15672, got {raw!r}")
+    return raw.rstrip("/")
 
 
 def _local_secret(directory: Path, name: str) -> str:
@@ -206,6 +216,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         billing_batch_lines=_batch_lines(env.get(PREFIX + "BILLING_BATCH_LINES", "2000").strip()),
         zengin_payer=_payer(env.get(PREFIX + "ZENGIN_PAYER", "0000000000,0001,001,1,0000000,ﾏﾄﾒﾃ")),
         require_services=_flag(env, "REQUIRE_SERVICES"),
+        rabbitmq_management_url=_management_url(env.get(PREFIX + "RABBITMQ_MANAGEMENT_URL", "").strip()),
+        relay_metrics_port=_port(
+            env.get(PREFIX + "RELAY_METRICS_PORT", "9300").strip(), "RELAY_METRICS_PORT", zero=True
+        ),
     )
     secret_key = env.get(PREFIX + "SECRET_KEY", "")
     if secret_key and len(secret_key) < 32:

@@ -21,6 +21,7 @@ from models.clock import Clock, clock
 from models.merchants import IdempotencyKey
 from models.operations import closing, collections, payouts, purchases, webhooks
 from models.outbox import OutboxMessage
+from models.scheduler_jobs import SchedulerJob
 
 __all__ = ["JOBS", "Job", "run_due_jobs", "run_scheduler"]
 
@@ -62,16 +63,53 @@ JOBS: list[Job] = [
 ]
 
 
+MAX_ERROR = 2000  # characters of a failing job's error kept for /ops/system
+
+
 async def run_due_jobs(jobs: list[Job] | None = None) -> dict[str, int]:
-    """One pass over every job at the platform's now; a failing job does not stop the others."""
+    """One pass over every job at the platform's now; a failing job does not stop the others.
+    Each job's outcome is kept in ``scheduler_jobs`` (two statements per pass)."""
     now = await clock.now()
     done: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    ran: list[str] = []
     for job in jobs if jobs is not None else JOBS:
+        ran.append(job.name)
         try:
             done[job.name] = await job.run(now)
-        except Exception:
+        except Exception as error:
+            errors[job.name] = f"{type(error).__name__}: {error}"[:MAX_ERROR]
             log.exception("job_failed", job=job.name)
+    try:
+        await _record(ran, done, errors)
+    except Exception:
+        log.exception("scheduler_status_not_recorded")  # the jobs ran; only the bookkeeping failed
     return done
+
+
+async def _record(ran: list[str], done: dict[str, int], errors: dict[str, str]) -> None:
+    """Upsert one ``SchedulerJob`` row per job of this pass (system time: plumbing)."""
+    at = Clock.system_now()
+    before = {row.name: row for row in await SchedulerJob.filter(name__in=ran)}
+    rows = []
+    for name in ran:
+        previous = before.get(name)
+        failed = name in errors
+        rows.append(
+            SchedulerJob(
+                name=name,
+                last_run_at=at,
+                last_done=0 if failed else done[name],
+                last_error=errors.get(name),
+                last_ok_at=(previous.last_ok_at if previous else None) if failed else at,
+                failures=((previous.failures if previous else 0) + 1) if failed else 0,
+            )
+        )
+    await SchedulerJob.bulk_create(
+        rows,
+        on_conflict=["name"],
+        update_fields=["last_run_at", "last_done", "last_error", "last_ok_at", "failures"],
+    )
 
 
 async def run_scheduler(*, stop: asyncio.Event, tick: float = TICK_SECONDS) -> None:

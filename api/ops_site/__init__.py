@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.ops_site import auth, billing, collections, find, lines, merchants, payouts, staff
+from api.ops_site import auth, billing, collections, find, lines, merchants, payouts, staff, system
 from api.ops_site.access import load_operator
 from api.site.sessions import Site
 from models.operations.site_users import OPS_SITE
@@ -32,5 +32,6 @@ ROUTES: list[web.RouteTableDef] = [
     billing.routes,
     collections.routes,
     payouts.routes,
+    system.routes,
     staff.routes,
 ]

@@ -24,6 +24,7 @@ from models.clock import clock
 from models.events import Event
 from models.lines import Line, LineSession, LineStatus
 from models.merchants import Merchant, MerchantStatus
+from models.metrics import count_confirmation
 from models.operations.charges import LIVE_SUBSCRIPTIONS, end_charge, end_subscription
 from models.outbox import RENEW_SUBSCRIPTION, VERIFY_PURCHASE, send
 from models.passwords import unseal_password, verify_password
@@ -101,15 +102,20 @@ async def answer_confirmation(
         now = await clock.now()
         if target.status != "requires_confirmation":
             return  # answered already (a second click, another tab): the caller shows where it stands
+        outcome = None
         if target.expires_at is not None and target.expires_at <= now:
             await expire_target(target, now)
+            outcome = "expired"
         elif action == "decline":
             if isinstance(target, Charge):
                 await end_charge(target, ChargeStatus.CANCELED, now=now)
             else:
                 await end_subscription(target, now=now, reason="declined")
+            outcome = "declined"
         else:
             await _hand_to_auth_worker(target, login_id, sealed_password, client_address, now)
+    if outcome is not None:
+        count_confirmation(outcome)
 
 
 async def _hand_to_auth_worker(
@@ -210,6 +216,7 @@ async def decide_attempt(attempt_id: str, *, secret_key: str) -> str | None:
         attempt.decided_at, attempt.sealed_password = now, ""  # wiped once decided
         attempt.failure_code = FailureCode(decision.failure_code) if decision.failure_code else None  # type: ignore[assignment]
         await attempt.save(update_fields=["decided_at", "sealed_password", "failure_code"])
+    count_confirmation(decision.failure_code or "succeeded")
     return decision.failure_code
 
 

@@ -20,7 +20,13 @@ async def provisioned(ops: OpsClient) -> dict[str, str]:
     await ops.post("/ops/v1/lines", json=line_body(LINE_ID))
     await ops.post(f"/ops/v1/lines/{LINE_ID}/accounts", json={"login_id": "contract-id"})
     _, merchant = await ops.post("/ops/v1/merchants", json=MERCHANT_BODY)
-    return {"line_id": LINE_ID, "id": merchant["id"], "login_id": "contract-id"}
+    return {
+        "line_id": LINE_ID,
+        "id": merchant["id"],
+        "login_id": "contract-id",
+        "queue": "payouts",
+        "message_id": "no-such-message",
+    }
 
 
 def _body_operations() -> list[tuple[str, str, str]]:
@@ -39,6 +45,7 @@ def _body_operations() -> list[tuple[str, str, str]]:
         "/billing/close": "period",
         "/collections": "rows",
         "/payouts/generate": "period",
+        "/system/dead_letters/{queue}/{message_id}/requeue": "reason",
     }
     return [(op.method, op.path, wrong_type_field[op.path]) for op in ops_routes.operations if op.body is not None]
 

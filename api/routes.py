@@ -48,6 +48,8 @@ ID_SHAPE = r"[A-Za-z0-9_]{1,32}"
 PATH_PARAMETERS: dict[str, str] = {
     "login_id": r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}",
     "period": r"[^/]{1,16}",
+    "queue": r"[A-Za-z0-9_.-]{1,64}",
+    "message_id": r"[A-Za-z0-9_-]{1,64}",  # Dramatiq's: a UUID, or an outbox row's id
 }
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from billing.errors import InvalidRequest
 
-__all__ = ["Body", "holds_control_character", "json_response", "parse_body", "validation_error"]
+__all__ = ["TEXT_PATTERN", "Body", "holds_control_character", "json_response", "parse_body", "validation_error"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,6 +25,8 @@ M = TypeVar("M", bound=BaseModel)
 # C0 control characters but tab, line feed and carriage return, and DEL: PostgreSQL text cannot
 # hold NUL at all, and none of them belongs on a bill, a page or a log line.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The same rule as a JSON Schema pattern (the OpenAPI documents put it on every request text).
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 def holds_control_character(value: object) -> bool:
@@ -93,12 +95,29 @@ def validation_error(error: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid {param}: {first['msg']}.", param=param, code="parameter_invalid")
 
 
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def whole_numbers(raw: bytes) -> bytes:
+    """``raw`` with every whole number written as an integer (``5.0``, ``5e2``): JSON has one
+    number type and to JSON Schema, so to the OpenAPI documents, 5.0 is the integer 5. Bytes
+    that are not JSON come back as they are, for pydantic to name the problem."""
+    if b"." not in raw and b"e" not in raw and b"E" not in raw:
+        return raw
+    try:
+        return json.dumps(json.loads(raw, parse_float=_number)).encode()
+    except (ValueError, RecursionError):
+        return raw
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """Validate the request body against ``model``; raise a 400 ``InvalidRequest`` otherwise."""
     raw = await request.read()
     if not raw.strip():
         raw = b"{}"
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(whole_numbers(raw))
     except ValidationError as error:
         raise validation_error(error) from None

@@ -78,7 +78,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = {404: "resource_missing", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
         body = {"error": {"type": "invalid_request_error", "code": code, "message": exc.reason, "param": None}}
-        return json_response(body, status=exc.status)
+        # RFC 9110: a 405 names the methods the resource has (aiohttp's exception carries them).
+        kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
+        return json_response(body, status=exc.status, headers=kept or None)
     except Exception:
         log.exception("unhandled_error", path=loggable_path(request.path))
         body = {

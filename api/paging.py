@@ -12,7 +12,7 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from billing.errors import InvalidRequest
+from billing.errors import InvalidRequest, MatometeError
 from models.base import fits_id_column
 
 __all__ = ["KeysetPage", "keyset_page", "keyset_walk"]
@@ -41,10 +41,16 @@ class KeysetPage(Generic[M]):
 
 
 async def keyset_page(
-    base: QuerySet[M], *, after: str | None = None, before: str | None = None, limit: int
+    base: QuerySet[M],
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int,
+    unknown: type[MatometeError] = InvalidRequest,
 ) -> KeysetPage[M]:
     """The rows of ``base`` just older than ``after`` (or just newer than ``before``), newest
-    first; a cursor that is not a row of ``base`` is a 400 naming it."""
+    first; a cursor that is not a row of ``base`` is an ``unknown`` error (400 unless the caller
+    says, as the API does: 404) naming it."""
     if after and before:
         raise InvalidRequest("Give starting_after or ending_before, not both.", param="ending_before")
     newest_first = True
@@ -53,7 +59,7 @@ async def keyset_page(
         param = "starting_after" if after else "ending_before"
         cursor = await base.filter(id=cursor_id).first() if fits_id_column(cursor_id) else None
         if cursor is None:
-            raise InvalidRequest(f"No object {cursor_id[:40]} in this list.", param=param)
+            raise unknown(f"No object {cursor_id[:40]} in this list.", param=param)
         at = cursor.created_at  # type: ignore[attr-defined]
         if after:
             base = base.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=cursor_id))

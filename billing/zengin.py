@@ -9,13 +9,21 @@ from __future__ import annotations
 import jaconv
 import zengin_code
 
-__all__ = ["ZENGIN_CHARACTERS", "UnknownBank", "check_bank_branch", "to_zengin_kana"]
+__all__ = ["KANA_INPUT_PATTERN", "ZENGIN_CHARACTERS", "UnknownBank", "check_bank_branch", "to_zengin_kana"]
 
 _DIGITS = "0123456789"
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _KANA = "ｦｱｲｳｴｵｶｷｸｹｺｻｼｽｾｿﾀﾁﾂﾃﾄﾅﾆﾇﾈﾉﾊﾋﾌﾍﾎﾏﾐﾑﾒﾓﾔﾕﾖﾗﾘﾙﾚﾛﾜﾝﾞﾟ"
 ZENGIN_CHARACTERS = frozenset(_DIGITS + _LETTERS + _KANA + " ()-./,\\")
 _SMALL_TO_LARGE = str.maketrans("ｧｨｩｪｫｬｭｮｯｰ", "ｱｲｳｴｵﾔﾕﾖﾂ-")
+# Exactly the characters ``to_zengin_kana`` takes (hiragana, katakana, full- and half-width
+# ASCII, a few letters whose upper case is ASCII), as a JSON Schema pattern for the documents;
+# tests/api/test_openapi_contract.py recomputes it character by character.
+KANA_INPUT_PATTERN = (
+    "^[\\u0020\\u0028-\\u0029\\u002c-\\u0039\\u0041-\\u005a\\u005c\\u0061-\\u007a\\u00df\\u0131\\u017f"
+    "\\u3000\\u3041-\\u308d\\u308f\\u3092-\\u3094\\u30a1-\\u30ed\\u30ef\\u30f2-\\u30f4\\u30fc"
+    "\\ufb00-\\ufb06\\uff08-\\uff09\\uff0c-\\uff19\\uff21-\\uff3a\\uff3c\\uff41-\\uff5a\\uff66-\\uff9f]+$"
+)
 
 
 class UnknownBank(ValueError):

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from api.http import Body, json_response
 from api.keys import SETTINGS
 from api.merchant.fields import Amount, Description, Metadata, Reference, ReturnUrl
-from api.merchant.lists import page
+from api.merchant.lists import list_of, list_query, page
 from api.merchant.table import acting_merchant, merchant_of, merchant_routes, owned, with_status
 from billing.states import ChargeStatus
 from models.charges import Charge
@@ -73,7 +73,8 @@ def purchase_of(body: PurchaseCreate) -> PurchaseRequest:
     body=ChargeCreate,
     response=ChargeOut,
     status=201,
-    errors=(400, 401, 409),
+    errors=(400, 401, 409, 422),
+    description="An amount above the merchant's own maximum (max_charge_amount) answers 422 amount_too_large.",
 )
 async def create_charge(request: web.Request, body: ChargeCreate) -> web.Response:
     """A charge in ``requires_confirmation``; send the subscriber to its ``confirmation_url``."""
@@ -89,7 +90,14 @@ async def get_charge(request: web.Request) -> web.Response:
     return json_response((await owned(request, Charge, "charge")).to_api())
 
 
-@merchant_routes.route("GET", "/charges", summary="List charges (newest first; status, created[...] filters)")
+@merchant_routes.route(
+    "GET",
+    "/charges",
+    summary="List charges (newest first; status, created[...] filters)",
+    response=list_of(ChargeOut),
+    query=list_query(status={"type": "string", "enum": sorted(STATUSES)}),
+    errors=(400, 401, 404, 422),
+)
 async def list_charges(request: web.Request) -> web.Response:
     """This merchant's charges, newest first."""
     query = with_status(request, Charge.filter(merchant_id=merchant_of(request).id), STATUSES)

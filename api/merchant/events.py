@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api.http import json_response
-from api.merchant.lists import page
+from api.merchant.lists import list_of, list_query, page
 from api.merchant.table import merchant_of, merchant_routes, owned
 from billing.errors import InvalidRequest
 from models.events import EVENT_TYPES, Event
@@ -43,7 +43,14 @@ async def get_event(request: web.Request) -> web.Response:
     return json_response(event_view(await owned(request, Event, "event")))
 
 
-@merchant_routes.route("GET", "/events", summary="List events (newest first; type filter)")
+@merchant_routes.route(
+    "GET",
+    "/events",
+    summary="List events (newest first; type filter)",
+    response=list_of(EventOut),
+    query=list_query(type={"type": "string", "enum": list(EVENT_TYPES)}),
+    errors=(400, 401, 404, 422),
+)
 async def list_events(request: web.Request) -> web.Response:
     """This merchant's events, newest first."""
     query: Any = Event.filter(merchant_id=merchant_of(request).id)

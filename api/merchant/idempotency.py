@@ -18,15 +18,14 @@ from asyncpg.exceptions import LockNotAvailableError
 from tortoise.exceptions import OperationalError
 from tortoise.transactions import in_transaction
 
-from api.merchant.table import MERCHANT
+from api.merchant.table import IDEMPOTENCY_HEADER as HEADER
+from api.merchant.table import IDEMPOTENCY_KEY, MAX_KEY_LENGTH, MERCHANT
 from billing.errors import Conflict, InvalidRequest
 from models.clock import clock
 from models.merchants import IdempotencyKey
 
 __all__ = ["idempotency_middleware"]
 
-HEADER = "Idempotency-Key"
-MAX_KEY_LENGTH = 255
 
 
 @web.middleware
@@ -35,8 +34,8 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     key = request.headers.get(HEADER)
     if request.method != "POST" or key is None or MERCHANT not in request:
         return await handler(request)
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise InvalidRequest(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters.", param=HEADER)
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidRequest(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.", param=HEADER)
     merchant = request[MERCHANT]
     fingerprint = hashlib.sha256(f"{request.method} {request.path}\n".encode() + await request.read()).hexdigest()
     await IdempotencyKey.bulk_create(

@@ -5,14 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.http import json_response
-from api.merchant.lists import page
+from api.merchant.lists import list_query, page
 from api.merchant.table import merchant_of, merchant_routes, owned
 from models.payouts import Payout, PayoutLine
 
 __all__: list[str] = []
 
 
-@merchant_routes.route("GET", "/payouts", summary="List payouts (newest first)")
+@merchant_routes.route(
+    "GET", "/payouts", summary="List payouts (newest first)", query=list_query(), errors=(400, 401, 404, 422)
+)
 async def list_payouts(request: web.Request) -> web.Response:
     """This merchant's payouts."""
     query = Payout.filter(merchant_id=merchant_of(request).id)

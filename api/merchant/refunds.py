@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -9,8 +10,10 @@ from pydantic import BaseModel, Field
 
 from api.http import Body, json_response
 from api.merchant.fields import Amount
-from api.merchant.lists import page
+from api.merchant.lists import list_of, list_query, page
 from api.merchant.table import acting_merchant, merchant_of, merchant_routes
+from api.routes import ID_SHAPE
+from billing.errors import InvalidRequest
 from models.charges import Refund
 from models.operations import charges
 from models.operations.charges import not_found
@@ -21,7 +24,7 @@ __all__ = ["refund_view"]
 class RefundCreate(Body):
     """Give back all (no amount) or part of a succeeded charge."""
 
-    charge: Annotated[str, Field(min_length=1, max_length=64)]
+    charge: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,64}$", description="The charge's id")]
     amount: Amount | None = None
     reason: Annotated[str, Field(min_length=1, max_length=500)] | None = None
 
@@ -79,10 +82,19 @@ async def get_refund(request: web.Request) -> web.Response:
     return json_response(refund_view(refund))
 
 
-@merchant_routes.route("GET", "/refunds", summary="List refunds (newest first; charge filter)")
+@merchant_routes.route(
+    "GET",
+    "/refunds",
+    summary="List refunds (newest first; charge filter)",
+    response=list_of(RefundOut),
+    query=list_query(charge={"type": "string", "pattern": f"^{ID_SHAPE}$"}),
+    errors=(400, 401, 404, 422),
+)
 async def list_refunds(request: web.Request) -> web.Response:
     """This merchant's refunds, newest first."""
     query: Any = Refund.filter(charge__merchant_id=merchant_of(request).id)
     if "charge" in request.query:
+        if not re.fullmatch(ID_SHAPE, request.query["charge"]):
+            raise InvalidRequest("charge must be a charge's id.", param="charge")
         query = query.filter(charge_id=request.query["charge"])
     return json_response(await page(request.query, query, view=refund_view, filters=("charge",)))

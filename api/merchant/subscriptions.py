@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from api.http import json_response
 from api.keys import SETTINGS
 from api.merchant.charges import PurchaseCreate, purchase_of
-from api.merchant.lists import page
+from api.merchant.lists import list_of, list_query, page
 from api.merchant.table import acting_merchant, merchant_of, merchant_routes, owned, with_status
 from billing.states import SubscriptionStatus
 from models.operations import charges
@@ -47,7 +47,8 @@ class SubscriptionOut(BaseModel):
     body=SubscriptionCreate,
     response=SubscriptionOut,
     status=201,
-    errors=(400, 401, 409),
+    errors=(400, 401, 409, 422),
+    description="An amount above the merchant's own maximum (max_charge_amount) answers 422 amount_too_large.",
 )
 async def create_subscription(request: web.Request, body: SubscriptionCreate) -> web.Response:
     """A subscription in ``requires_confirmation``; send the subscriber to its ``confirmation_url``."""
@@ -63,7 +64,14 @@ async def get_subscription(request: web.Request) -> web.Response:
     return json_response((await owned(request, Subscription, "subscription")).to_api())
 
 
-@merchant_routes.route("GET", "/subscriptions", summary="List subscriptions (newest first; status filter)")
+@merchant_routes.route(
+    "GET",
+    "/subscriptions",
+    summary="List subscriptions (newest first; status filter)",
+    response=list_of(SubscriptionOut),
+    query=list_query(status={"type": "string", "enum": sorted(STATUSES)}),
+    errors=(400, 401, 404, 422),
+)
 async def list_subscriptions(request: web.Request) -> web.Response:
     """This merchant's subscriptions, newest first."""
     query = with_status(request, Subscription.filter(merchant_id=merchant_of(request).id), STATUSES)

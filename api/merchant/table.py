@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from typing import Any, TypeVar
 
@@ -15,14 +16,30 @@ from models.audit_log import Actor
 from models.merchants import Merchant
 from models.operations.charges import find_owned
 
-__all__ = ["MERCHANT", "acting_merchant", "merchant_of", "merchant_routes", "owned", "with_status"]
+__all__ = ["IDEMPOTENCY_HEADER", "IDEMPOTENCY_KEY", "MAX_KEY_LENGTH", "MERCHANT", "acting_merchant", "merchant_of", "merchant_routes", "owned", "with_status"]
 
 M = TypeVar("M", bound=Model)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+KEY_PATTERN = f"^[\\x20-\\x7e]{{1,{MAX_KEY_LENGTH}}}$"  # printable ASCII: what a header carries intact
+IDEMPOTENCY_KEY = re.compile(KEY_PATTERN)
+HEADER_PARAMETER = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Kept 24 hours or more: the same key and body answer the stored response again "
+    "(Idempotent-Replayed: true); a different body, or the first request still running, answers 409",
+    "schema": {"type": "string", "pattern": KEY_PATTERN},
+}
+
 
 merchant_routes = RouteTable(
     title="Matomete merchant API",
     prefix="/v1",
     security_description="Authorization: Bearer <API key> (sk_live_...), issued by the carrier",
+    post_headers=(HEADER_PARAMETER,),
+    post_errors=(400, 409),
 )
 MERCHANT = web.RequestKey("merchant", Merchant)
 

@@ -3,25 +3,38 @@ the delivery log, and replaying an event."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, Field
 
 from api.http import Body, json_response
 from api.keys import SETTINGS
-from api.merchant.events import event_view
-from api.merchant.lists import page
+from api.merchant.events import EventOut, event_view
+from api.merchant.fields import url_field
+from api.merchant.lists import list_of, list_query, page
 from api.merchant.table import acting_merchant, merchant_of, merchant_routes
 from models.events import EVENT_TYPES, DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from models.operations import webhooks
 
 __all__: list[str] = []
 
+EVENT_TYPES_AND_ALL = (*EVENT_TYPES, "*")
+
+EventType = Literal[EVENT_TYPES_AND_ALL]  # type: ignore[valid-type]
 EventTypes = Annotated[
-    list[str], Field(min_length=1, max_length=len(EVENT_TYPES) + 1), AfterValidator(webhooks.event_types)
+    list[EventType],  # type: ignore[valid-type]
+    Field(min_length=1, max_length=len(EVENT_TYPES) + 1, description='The event types to send ("*": all of them)'),
+    AfterValidator(webhooks.event_types),
 ]
-Url = Annotated[str, Field(min_length=8, max_length=webhooks.MAX_URL_LENGTH)]
+Url = Annotated[
+    str,
+    url_field(
+        webhooks.MAX_URL_LENGTH,
+        "Where events are posted: https, to a host that resolves to public addresses only "
+        "(http and internal addresses only where the platform allows them for local testing)",
+    ),
+]
 
 
 class EndpointCreate(Body):
@@ -64,6 +77,8 @@ def _insecure(request: web.Request) -> bool:
     body=EndpointCreate,
     response=EndpointOut,
     status=201,
+    errors=(400, 401, 409),
+    description=f"At most {webhooks.MAX_ENDPOINTS} endpoints per merchant: one more answers 409 too_many_endpoints.",
 )
 async def create_endpoint(request: web.Request, body: EndpointCreate) -> web.Response:
     """A new endpoint; its signing secret is in this answer only."""
@@ -77,7 +92,14 @@ async def create_endpoint(request: web.Request, body: EndpointCreate) -> web.Res
     return json_response(endpoint.to_api(secret=secret), status=201)
 
 
-@merchant_routes.route("GET", "/webhook_endpoints", summary="List webhook endpoints")
+@merchant_routes.route(
+    "GET",
+    "/webhook_endpoints",
+    summary="List webhook endpoints",
+    response=list_of(EndpointOut),
+    query=list_query(),
+    errors=(400, 401, 404, 422),
+)
 async def list_endpoints(request: web.Request) -> web.Response:
     """This merchant's endpoints, newest first."""
     query: Any = WebhookEndpoint.filter(merchant_id=merchant_of(request).id, deleted_at=None)
@@ -149,7 +171,36 @@ async def _delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
     }
 
 
-@merchant_routes.route("GET", "/webhook_endpoints/{id}/deliveries", summary="List an endpoint's deliveries")
+class AttemptOut(BaseModel):
+    """One attempt to deliver: when, the endpoint's status code (if it answered), how long, what failed."""
+
+    attempted_at: int
+    status_code: int | None
+    duration_ms: int | None
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    """An event's delivery to one endpoint and every attempt at it."""
+
+    id: str
+    object: Literal["webhook_delivery"]
+    event: str
+    status: str
+    attempt_count: int
+    next_attempt_at: int | None
+    attempts: list[AttemptOut]
+    created: int
+
+
+@merchant_routes.route(
+    "GET",
+    "/webhook_endpoints/{id}/deliveries",
+    summary="List an endpoint's deliveries",
+    response=list_of(DeliveryOut),
+    query=list_query(),
+    errors=(400, 401, 404, 422),
+)
 async def list_deliveries(request: web.Request) -> web.Response:
     """Each delivery to this endpoint with every attempt: time, status code, duration, error."""
     endpoint = await webhooks.find_endpoint(merchant_of(request).id, request.match_info["id"])
@@ -158,7 +209,14 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return json_response(listing)
 
 
-@merchant_routes.route("POST", "/events/{id}/redeliver", summary="Send an event to the endpoints again")
+@merchant_routes.route(
+    "POST",
+    "/events/{id}/redeliver",
+    summary="Send an event to the endpoints again",
+    response=EventOut,
+    status=202,
+    description="Accepted: the webhooks worker sends it (the answer is the event).",
+)
 async def redeliver_event(request: web.Request) -> web.Response:
     """Every enabled endpoint that wants the event gets it again, under the same ``webhook-id``."""
     event = await webhooks.redeliver_event(

@@ -115,7 +115,7 @@ async def add_endpoint(request: web.Request) -> web.StreamResponse:
         endpoint, secret = await webhooks.create_endpoint(
             staff.merchant.id, url=url, events=events, allow_insecure=_allow_insecure(request), actor=acting(request)
         )
-    except InvalidRequest as problem:
+    except (InvalidRequest, Conflict) as problem:  # a bad URL; the 17th endpoint
         return await _endpoints_page(
             request, status=problem.status, form=values, errors={problem.param or "url": problem.code}
         )

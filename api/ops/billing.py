@@ -9,8 +9,10 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from api.http import Body, json_response
-from api.merchant.lists import page
+from api.merchant.lists import list_query, page
 from api.ops.table import operator, ops_routes
+from api.routes import PERIOD_PATTERN
+from models.lines import LINE_ID_PATTERN
 from billing.errors import InvalidRequest, NotFound
 from billing.periods import valid_period
 from models.invoices import BillingRun, Invoice, InvoiceItem, InvoiceTax
@@ -23,7 +25,7 @@ __all__ = ["invoice_view", "run_view"]
 class CloseRequest(Body):
     """Which month to close."""
 
-    period: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-11"])]
+    period: Annotated[str, Field(pattern=f"^{PERIOD_PATTERN}$", examples=["2026-11"])]
 
 
 class RunOut(BaseModel):
@@ -111,11 +113,22 @@ async def get_run(request: web.Request) -> web.Response:
     return json_response(run_view(run))
 
 
-@ops_routes.route("GET", "/invoices", summary="List invoices (line_id, period filters)")
+@ops_routes.route(
+    "GET",
+    "/invoices",
+    summary="List invoices (line_id, period filters)",
+    query=list_query(
+        line_id={"type": "string", "pattern": LINE_ID_PATTERN.pattern},
+        period={"type": "string", "pattern": f"^{PERIOD_PATTERN}$"},
+    ),
+    errors=(400, 401, 404, 422),
+)
 async def list_invoices(request: web.Request) -> web.Response:
     """Invoices, newest first, of one line and/or one period."""
     query: Any = Invoice.all()
     if "line_id" in request.query:
+        if not LINE_ID_PATTERN.fullmatch(request.query["line_id"]):
+            raise InvalidRequest("line_id must be CAF or COP and 10 digits.", param="line_id")
         query = query.filter(line_id=request.query["line_id"])
     if "period" in request.query:
         if not valid_period(request.query["period"]):

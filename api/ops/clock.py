@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel
 from api.http import Body, json_response
 from api.keys import SETTINGS
 from api.ops.table import ops_routes
-from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.errors import Conflict, NotFound, Unprocessable
 from billing.periods import LAST_CLOCK_YEAR, clock_in_range
 from models.clock import ClockBackwards, clock
 
@@ -37,14 +37,21 @@ async def read_clock(request: web.Request) -> web.Response:
 
 
 @ops_routes.route(
-    "POST", "/clock", summary="Move the test clock", body=ClockMove, response=ClockOut, errors=(400, 401, 404, 409)
+    "POST",
+    "/clock",
+    summary="Move the test clock",
+    body=ClockMove,
+    response=ClockOut,
+    errors=(400, 401, 404, 409, 422),
+    description=f"Forward only (409 backwards), before the year {LAST_CLOCK_YEAR + 1} in Japan (422 beyond), "
+    "and only under MATOMETE_TEST_CLOCK=1 (404 otherwise).",
 )
 async def move_clock(request: web.Request, body: ClockMove) -> web.Response:
     """Move the test clock forward; refused backwards, and absent unless the test clock is on."""
     if not request.app[SETTINGS].test_clock:
         raise NotFound("The test clock is off (MATOMETE_TEST_CLOCK=1 turns it on).", code="test_clock_off")
     if not clock_in_range(body.now):
-        raise InvalidRequest(
+        raise Unprocessable(
             f"now must be before the year {LAST_CLOCK_YEAR + 1} (the calendar's reach).",
             param="now",
             code="clock_out_of_range",

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from api.http import Body, json_response
 from api.ops.table import ops_routes
+from api.routes import ID_SHAPE
 from models.invoices import Collection
 from models.operations import collections as payments
 
@@ -18,7 +19,7 @@ __all__: list[str] = []
 class CollectionRow(Body):
     """One payment on one invoice; ``reference`` (optional) makes a resent row count once."""
 
-    invoice_id: Annotated[str, Field(min_length=1, max_length=32)]
+    invoice_id: Annotated[str, Field(pattern=f"^{ID_SHAPE}$")]
     amount: Annotated[int, Field(ge=1, le=100_000_000)]
     paid_at: AwareDatetime
     reference: Annotated[str, Field(min_length=1, max_length=128)] | None = None
@@ -54,7 +55,14 @@ def _view(collection: Collection) -> dict[str, Any]:
 
 
 @ops_routes.route(
-    "POST", "/collections", summary="Record collected payments", body=CollectionsIn, status=201, errors=(400, 401, 409)
+    "POST",
+    "/collections",
+    summary="Record collected payments",
+    body=CollectionsIn,
+    status=201,
+    errors=(400, 401, 404, 409),
+    description="An unknown invoice is a 404, more than an invoice owes or a written-off invoice a 409; "
+    "either names the row (rows.N...) and records none of them.",
 )
 async def record_collections(_request: web.Request, body: CollectionsIn) -> web.Response:
     """Spread each payment over its invoice's items; any bad row refuses them all, naming it."""

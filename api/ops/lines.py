@@ -57,10 +57,31 @@ class LineOut(BaseModel):
     created_at: datetime
 
 
-class SessionCreate(Body):
-    """The access network reports an address: an IPv4 address or an IPv6 prefix."""
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}"
+_H = r"[0-9A-Fa-f]{1,4}"
+_IPV6 = (
+    rf"(({_H}:){{7}}{_H}|({_H}:){{1,7}}:|({_H}:){{1,6}}:{_H}|({_H}:){{1,5}}(:{_H}){{1,2}}|({_H}:){{1,4}}(:{_H}){{1,3}}"
+    rf"|({_H}:){{1,3}}(:{_H}){{1,4}}|({_H}:){{1,2}}(:{_H}){{1,5}}|{_H}:(:{_H}){{1,6}}|:((:{_H}){{1,7}}|:))"
+)
+# What a session may hold: one IPv4 address (or it as /32), or an IPv6 address or prefix of /32
+# to /128 (host bits are dropped: 2001:db8::1/56 is 2001:db8::/56).
+ADDRESS_PATTERN = rf"^({_IPV4}(/32)?|{_IPV6}(/(3[2-9]|[4-9][0-9]|1[01][0-9]|12[0-8]))?)$"
 
-    address: Annotated[str, Field(min_length=2, max_length=64, examples=["192.0.2.10", "2001:db8:1200::/56"])]
+
+class SessionCreate(Body):
+    """The access network reports an address: an IPv4 address or an IPv6 address or prefix."""
+
+    address: Annotated[
+        str,
+        Field(
+            min_length=2,
+            max_length=64,
+            pattern=ADDRESS_PATTERN,
+            description="An IPv4 address, or an IPv6 address or prefix (/32 to /128)",
+            examples=["192.0.2.10", "2001:db8:1200::/56"],
+        ),
+    ]
 
 
 class SessionOut(BaseModel):
@@ -177,6 +198,8 @@ async def update_line(request: web.Request, body: LineUpdate) -> web.Response:
     response=SessionOut,
     status=201,
     errors=(400, 401, 404, 409),
+    also=(200,),
+    description="201 with a new session; 200 with the session already open for the same address.",
 )
 async def open_session(request: web.Request, body: SessionCreate) -> web.Response:
     """The line now holds ``address``; an overlapping open session of another line is ended.
@@ -185,7 +208,15 @@ async def open_session(request: web.Request, body: SessionCreate) -> web.Respons
     return json_response(session_view(session), status=201 if new else 200)
 
 
-@ops_routes.route("GET", "/lines/{line_id}/sessions", summary="List a line's open sessions")
+class SessionList(BaseModel):
+    """A line's open sessions."""
+
+    object: Literal["list"]
+    data: list[SessionOut]
+    has_more: bool
+
+
+@ops_routes.route("GET", "/lines/{line_id}/sessions", summary="List a line's open sessions", response=SessionList)
 async def list_sessions(request: web.Request) -> web.Response:
     """The sessions of a line that are still open."""
     line = await lines.find_line(request.match_info["line_id"])
@@ -207,7 +238,8 @@ async def end_session(request: web.Request) -> web.Response:
     body=AccountCreate,
     response=AccountOut,
     status=201,
-    errors=(400, 401, 404, 409),
+    errors=(400, 401, 404, 409, 422),
+    description="A minor's ID may have at most 10,000 yen a month (422 above).",
 )
 async def create_account(request: web.Request, body: AccountCreate) -> web.Response:
     """A new ID with a generated initial password, shown in this answer only; at most five

@@ -5,21 +5,26 @@ The API key and the return-signing secret are shown once, in the answer that mad
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from api.http import Body, json_response
 from api.ops.table import operator, ops_routes
-from billing.zengin import to_zengin_kana
+from billing.zengin import KANA_INPUT_PATTERN, to_zengin_kana
 from models.merchants import DEFAULT_MAX_CHARGE, ApiKey, BankAccount, FeePlan, Merchant
 from models.operations import merchants, site_users
 
 __all__: list[str] = []
 FIRST_PERIOD = "2000-01"
+# billing.sign_in.EMAIL, without the control characters every body refuses.
+EMAIL_TEXT = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]{2,}$"
+# Text with at least one character that is not a space (a name is stripped before it is kept).
+VISIBLE_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 def _zengin_name(value: str) -> str:
@@ -29,25 +34,66 @@ def _zengin_name(value: str) -> str:
         raise ValueError(str(error)) from None
 
 
-Kana = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_zengin_name)]
+def _kana(max_length: int) -> Any:
+    return Field(
+        min_length=1,
+        max_length=max_length,
+        description="Kana or ASCII, stored in the Zengin character set (half-width, upper case)",
+        json_schema_extra={"pattern": KANA_INPUT_PATTERN},
+    )
+
+
+Kana = Annotated[str, _kana(40), AfterValidator(_zengin_name)]
+# Money with at most so many decimals: a JSON number or a decimal string of the documented
+# pattern. A number is a binary float (0.0003 may arrive as 0.00030000000000000003), so it is
+# read to 10 places first; the range and the places are then checked on the exact decimal.
+RATE_TEXT = r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$"
+PER_LINE_TEXT = r"^(\d{1,5}(\.\d{1,2})?|100000(\.0{1,2})?)$"
+
+
+def _decimal(low: int, high: int, places: int, text: str) -> Any:
+    def read(value: Any) -> Any:
+        if isinstance(value, float):
+            return Decimal(str(round(value, 10)))
+        if isinstance(value, int) and not isinstance(value, bool):
+            return Decimal(value)
+        if isinstance(value, str):
+            if not re.fullmatch(text, value):
+                raise ValueError(f"must be a number from {low} to {high} with at most {places} decimal places")
+            return Decimal(value)
+        return value
+
+    schema = {
+        "anyOf": [
+            {"type": "number", "minimum": low, "maximum": high, "multipleOf": 10**-places},
+            {"type": "string", "pattern": text},
+        ],
+        "description": f"From {low} to {high}, at most {places} decimal places",
+    }
+    return (BeforeValidator(read), WithJsonSchema(schema))
 
 
 class BankAccountIn(Body):
-    """A Japanese bank account; codes are checked against the Zengin code list."""
+    """A Japanese bank account; the bank and branch codes must be on the Zengin code list
+    (zengin-code), or the answer is 422 naming the code."""
 
-    bank_code: Annotated[str, Field(pattern=r"^\d{4}$")]
-    branch_code: Annotated[str, Field(pattern=r"^\d{3}$")]
+    bank_code: Annotated[str, Field(pattern=r"^\d{4}$", description="A bank on the Zengin code list")]
+    branch_code: Annotated[str, Field(pattern=r"^\d{3}$", description="A branch of that bank on the Zengin code list")]
     account_type: Literal["ordinary", "current"]
     account_number: Annotated[str, Field(pattern=r"^\d{1,7}$")]
-    holder_kana: Annotated[str, Field(min_length=1, max_length=30), AfterValidator(_zengin_name)]
+    holder_kana: Annotated[str, _kana(30), AfterValidator(_zengin_name)]
 
 
 class FeePlanIn(Body):
     """The fee: ``rate`` of billed, or ``per_line_amount`` per line under ``threshold`` yen per line."""
 
-    rate: Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4)] = Decimal("0.05")
+    rate: Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=4), *_decimal(0, 1, 4, RATE_TEXT)] = (
+        Decimal("0.05")
+    )
     threshold: Annotated[int, Field(ge=0, le=1_000_000)] = 600
-    per_line_amount: Annotated[Decimal, Field(ge=0, le=100_000, max_digits=10, decimal_places=2)] = Decimal("31.5")
+    per_line_amount: Annotated[
+        Decimal, Field(ge=0, le=100_000, max_digits=10, decimal_places=2), *_decimal(0, 100_000, 2, PER_LINE_TEXT)
+    ] = Decimal("31.5")
     effective_from: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = FIRST_PERIOD
 
 
@@ -146,7 +192,7 @@ async def _merchant_view(merchant: Merchant, **once: str) -> dict[str, object]:
     body=MerchantCreate,
     response=MerchantOut,
     status=201,
-    errors=(400, 401),
+    errors=(400, 401, 422),
 )
 async def create_merchant(request: web.Request, body: MerchantCreate) -> web.Response:
     """A new merchant with its bank account, fee plan, first API key and return-signing secret."""
@@ -210,8 +256,8 @@ async def revoke_api_key(request: web.Request) -> web.Response:
 class MerchantUserCreate(Body):
     """A staff member of the merchant for the data management site."""
 
-    email: Annotated[str, Field(min_length=3, max_length=254)]
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    email: Annotated[str, Field(min_length=3, max_length=254, json_schema_extra={"pattern": EMAIL_TEXT})]
+    name: Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": VISIBLE_TEXT})]
     role: Literal["admin", "developer", "viewer"]
 
 

@@ -9,8 +9,9 @@ from pydantic import Field
 
 from api.http import Body, json_response
 from api.keys import SETTINGS
-from api.merchant.lists import page
+from api.merchant.lists import list_query, page
 from api.ops.table import operator, ops_routes
+from api.routes import PERIOD_PATTERN
 from billing.errors import InvalidRequest
 from billing.periods import valid_period
 from models.operations import payouts
@@ -22,7 +23,7 @@ __all__: list[str] = []
 class GenerateRequest(Body):
     """The closed period to pay out."""
 
-    period: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-11"])]
+    period: Annotated[str, Field(pattern=f"^{PERIOD_PATTERN}$", examples=["2026-11"])]
 
 
 @ops_routes.route(
@@ -39,7 +40,13 @@ async def generate(request: web.Request, body: GenerateRequest) -> web.Response:
     return json_response({"period": body.period, "status": "queued"}, status=202)
 
 
-@ops_routes.route("GET", "/payouts", summary="List payouts (period filter)")
+@ops_routes.route(
+    "GET",
+    "/payouts",
+    summary="List payouts (period filter)",
+    query=list_query(period={"type": "string", "pattern": f"^{PERIOD_PATTERN}$"}),
+    errors=(400, 401, 404, 422),
+)
 async def list_payouts(request: web.Request) -> web.Response:
     """Payouts, newest first."""
     query: Any = Payout.all()
@@ -58,7 +65,11 @@ async def mark_paid(request: web.Request) -> web.Response:
 
 
 @ops_routes.route(
-    "GET", "/payouts/files/{period}", summary="The Zengin 総合振込 file of a period's payouts", errors=(400, 401, 409)
+    "GET",
+    "/payouts/files/{period}",
+    summary="The Zengin 総合振込 file of a period's payouts",
+    errors=(400, 401, 404, 409),
+    media_type="application/octet-stream",
 )
 async def transfer_file(request: web.Request) -> web.Response:
     """120-byte records in the bank's character set: header, one record per payee, trailer, end."""

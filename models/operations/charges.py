@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from billing.states import ChargeStatus, SubscriptionStatus
 from models.audit_log import Actor, audit
 from models.base import fits_id_column
@@ -77,7 +77,7 @@ async def find_owned(  # noqa: PLR0913 - the owner, the kind for the message, an
 async def _awaiting_confirmation(merchant: Merchant, purchase: PurchaseRequest, *, base_url: str) -> dict[str, Any]:
     """The fields of a new charge or subscription waiting for the subscriber's answer."""
     if purchase.amount > merchant.max_charge_amount:
-        raise InvalidRequest(
+        raise Unprocessable(  # a well-formed amount, above the merchant's own contract
             f"amount is above this merchant's maximum of {merchant.max_charge_amount} yen.",
             param="amount",
             code="amount_too_large",

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
-from billing.errors import Conflict, InvalidRequest
+from billing.errors import Conflict, InvalidRequest, NotFound
 from billing.invoices import WRITE_OFF_AFTER, item_collection_status, status_after_payment
 from billing.ledger import collected_postings, written_off_postings
 from billing.periods import JST
@@ -95,12 +95,12 @@ async def apply_collection(  # noqa: PLR0913 - one keyword per fact of the payme
     """Record ``amount`` paid on an invoice; refused above what is owed or on a written-off bill."""
     invoice = await Invoice.select_for_update().get_or_none(id=invoice_id) if fits_id_column(invoice_id) else None
     if invoice is None:
-        raise InvalidRequest(f"No invoice {invoice_id}.", param=param, code="invoice_unknown")
+        raise NotFound(f"No invoice {invoice_id}.", param=param, code="invoice_unknown")
     if invoice.status == InvoiceStatus.UNCOLLECTIBLE:
         raise Conflict(f"Invoice {invoice_id} was written off.", param=param, code="invoice_written_off")
     owed = invoice.total - invoice.amount_paid
     if amount > owed:
-        raise InvalidRequest(
+        raise Conflict(  # what is owed is the invoice's state, not the request's shape
             f"{amount} yen is more than the {owed} yen owed on {invoice_id}.",
             param=param.replace("invoice_id", "amount"),
             code="amount_exceeds_balance",

@@ -14,7 +14,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from models.accounts import (
     ACCOUNTS_PER_LINE,
     DEFAULT_ACCOUNT_LIMIT,
@@ -140,7 +140,7 @@ def _why(reason: str | None) -> dict[str, str]:
 def _network(address: str) -> tuple[str, str, int]:
     """The canonical (address, network, family) of a reported address; 400 when malformed."""
     try:
-        network = ipaddress.ip_network(address, strict=True)
+        network = ipaddress.ip_network(address, strict=False)  # a prefix given by one of its addresses
     except ValueError:
         raise InvalidRequest(
             "address must be an IPv4 address or an IPv6 address or prefix (e.g. 2001:db8:1200::/56).",
@@ -202,7 +202,7 @@ async def create_account(
     if limit is None:
         limit = DEFAULT_MINOR_LIMIT if is_minor else DEFAULT_ACCOUNT_LIMIT
     if is_minor and limit > DEFAULT_MINOR_LIMIT:
-        raise InvalidRequest(f"A minor's monthly limit is at most {DEFAULT_MINOR_LIMIT} yen.", param="monthly_limit")
+        raise Unprocessable(f"A minor's monthly limit is at most {DEFAULT_MINOR_LIMIT} yen.", param="monthly_limit")
     password = generate_password()
     password_hash = await hash_password(password)
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from billing.errors import InvalidRequest, NotFound
+from billing.errors import InvalidRequest, NotFound, Unprocessable
 from billing.zengin import UnknownBank, check_bank_branch
 from models.audit_log import Actor, audit
 from models.base import fits_id_column
@@ -39,6 +39,8 @@ __all__ = [
     "revoke_api_key",
     "update_merchant",
 ]
+
+HOLDER_KANA_WIDTH = 30  # 受取人名 in a Zengin 総合振込 record, and the column
 
 API_KEY_PREFIX = "sk_live_"
 # "Last used" is kept to the minute: a busy key costs one write a minute, not one a request.
@@ -154,11 +156,18 @@ async def create_merchant(  # noqa: PLR0913 - one keyword per part of the contra
     actor: Actor,
 ) -> tuple[Merchant, str, str]:
     """A new merchant with its bank account, fee plan, first API key and return-signing secret:
-    (merchant, api key, signing secret); the bank and branch are checked against the Zengin list."""
+    (merchant, api key, signing secret); the bank and branch are checked against the Zengin list
+    and the holder's name against the width of a Zengin record (422: well-formed, refused by rule)."""
     try:
         check_bank_branch(bank.bank_code, bank.branch_code)
     except UnknownBank as error:
-        raise InvalidRequest(str(error), param=f"bank_account.{error.field}") from None
+        raise Unprocessable(str(error), param=f"bank_account.{error.field}", code="bank_unknown") from None
+    if len(bank.holder_kana) > HOLDER_KANA_WIDTH:
+        raise Unprocessable(
+            f"holder_kana is {len(bank.holder_kana)} Zengin characters once converted; at most {HOLDER_KANA_WIDTH}.",
+            param="bank_account.holder_kana",
+            code="holder_kana_too_long",
+        )
     signing_secret = secrets.token_hex(32)
     now = await clock.now()
     async with in_transaction():

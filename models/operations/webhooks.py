@@ -147,7 +147,7 @@ async def create_endpoint(
     url = await _checked_url(url, allow_insecure=allow_insecure)
     async with in_transaction():
         if await WebhookEndpoint.filter(merchant_id=merchant_id, deleted_at=None).count() >= MAX_ENDPOINTS:
-            raise InvalidRequest(
+            raise Conflict(  # the merchant's endpoints, not this request, stand in the way
                 f"At most {MAX_ENDPOINTS} endpoints per merchant.", param="url", code="too_many_endpoints"
             )
         secret = new_secret()

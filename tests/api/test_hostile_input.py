@@ -144,10 +144,11 @@ async def test_a_page_form_with_a_control_character_is_refused(ops: OpsClient, c
 
 
 async def test_the_clock_refuses_a_year_the_calendar_cannot_serve(ops: OpsClient) -> None:
-    """POST /ops/v1/clock to 9999-12-31 answers 400 clock_out_of_range and the clock stays where it was."""
+    """POST /ops/v1/clock to 9999-12-31 answers 422 clock_out_of_range (a well-formed time the
+    calendar cannot serve) and the clock stays where it was."""
     _, before = await ops.get("/ops/v1/clock")
     status, body = await ops.post("/ops/v1/clock", json={"now": "9999-12-31T23:59:00+09:00"})
-    assert status == 400, body
+    assert status == 422, body
     assert (body["error"]["code"], body["error"]["param"]) == ("clock_out_of_range", "now")
     _, after = await ops.get("/ops/v1/clock")
     assert after["now"][:13] == before["now"][:13]

@@ -69,7 +69,7 @@ async def test_amount_above_the_merchants_own_maximum(client, ops: OpsClient, sh
     """A merchant's lowered maximum is enforced with amount_too_large."""
     await ops.patch(f"/ops/v1/merchants/{shop.merchant_id}", json={"max_charge_amount": 1000})
     status, body, _ = await post(client, shop, "/v1/charges", {**GOOD, "amount": 1001})
-    assert (status, body["error"]["code"]) == (400, "amount_too_large")
+    assert (status, body["error"]["code"]) == (422, "amount_too_large")
 
 
 async def test_wrong_or_revoked_key_is_a_401(client, ops: OpsClient, shop: Shop) -> None:

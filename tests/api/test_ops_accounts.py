@@ -47,14 +47,15 @@ async def test_create_account_returns_the_initial_password_once(ops: OpsClient, 
 
 
 async def test_minor_gets_the_minor_limit(ops: OpsClient, line: str) -> None:
-    """A minor's ID defaults to 10,000 yen a month, and may not be given more."""
+    """A minor's ID defaults to 10,000 yen a month, and may not be given more (422: the amount
+    is well-formed, the rule for minors refuses it)."""
     status, body = await ops.post(f"/ops/v1/lines/{line}/accounts", json={"login_id": "jiro", "is_minor": True})
     assert status == 201
     assert body["monthly_limit"] == 10_000
     status, answer = await ops.post(
         f"/ops/v1/lines/{line}/accounts", json={"login_id": "saburo", "is_minor": True, "monthly_limit": 20_000}
     )
-    assert status == 400
+    assert status == 422
     assert answer["error"]["param"] == "monthly_limit"
     assert not await SubscriberAccount.exists(login_id="saburo")
 

@@ -1,0 +1,157 @@
+"""schemathesis 4 against both OpenAPI documents (issue 13): every check it has, every phase
+(examples, coverage, fuzzing, stateful), on the app served on a real local port, as a
+provisioned merchant and as the operator. No answer may be a 5xx or break its document.
+
+The run is bounded by count, not time: ``MAX_EXAMPLES`` cases per operation and phase (and
+stateful scenarios of at most ``MAX_STEPS`` calls), with a fixed seed, so CI makes the same
+requests every time; ``MATOMETE_FUZZ_EXAMPLES`` and ``MATOMETE_FUZZ_SEED`` change them for a
+longer or a different run. The operations and requests made, and the time taken, are printed
+in the summary at the end of the pytest run (a "schemathesis" section), so the CI log shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import schemathesis
+import zengin_code
+from hypothesis import strategies as st
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import events, from_schema
+
+from conftest import BACKEND, OPS_TOKEN, OpsClient
+from tests_support import open_shop
+
+MAX_EXAMPLES = int(os.environ.get("MATOMETE_FUZZ_EXAMPLES", "25"))
+MAX_STEPS = 8
+SEED = int(os.environ.get("MATOMETE_FUZZ_SEED", "13"))
+# What positive data may meet besides success (schemathesis's own list, and 422: the document
+# allows the value and a rule it states in words refuses it, e.g. a bank code not on the Zengin list).
+POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+# Bank and branch codes that are on the Zengin list, for merchants the fuzzer creates.
+ZENGIN_PAIRS = [
+    (code, branch)
+    for code, bank in sorted(zengin_code.Bank.all.items())[:64]
+    for branch in sorted(bank.branches)[:1]
+]
+
+# Every URL the fuzzer sends where the document says ``format: uri`` is a shop's page, so a
+# charge, a subscription or a webhook endpoint gets created and the deep paths are reached.
+schemathesis.openapi.format(
+    "uri", st.from_regex(r"https://shop\.example/[a-z0-9]{1,24}(\?n=[0-9]{1,6})?", fullmatch=True)
+)
+
+
+@dataclass
+class Figures:
+    """What one run did and found."""
+
+    document: str
+    operations: set[str] = field(default_factory=set)
+    requests: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One line for the summary."""
+        return (
+            f"{self.document} ({BACKEND}): {len(self.operations)} operations, {self.requests} requests, "
+            f"{self.seconds:.1f} s, {len(self.problems)} problems (max_examples={MAX_EXAMPLES}, seed={SEED})"
+        )
+
+
+class FiguresReport:
+    """A pytest plugin that prints every run's figures in the terminal summary."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The "schemathesis" section: one line per document."""
+        terminalreporter.section("schemathesis")
+        for line in self.lines:
+            terminalreporter.write_line(line)
+
+
+def _report(config: pytest.Config) -> FiguresReport:
+    plugin = config.pluginmanager.get_plugin("matomete-schemathesis")
+    if plugin is None:
+        plugin = FiguresReport()
+        config.pluginmanager.register(plugin, "matomete-schemathesis")
+    return plugin
+
+
+def _valid_bank_account(context: Any, body: Any) -> Any:
+    """A new merchant's bank and branch codes of the documented shape become a pair on the
+    Zengin list (the list is described, not enumerated, in the document)."""
+    if context.operation is None or context.operation.label != "POST /ops/v1/merchants" or not isinstance(body, dict):
+        return body
+    account = body.get("bank_account")
+    if not isinstance(account, dict):
+        return body
+    bank, branch = account.get("bank_code"), account.get("branch_code")
+    if isinstance(bank, str) and isinstance(branch, str) and len(bank) == 4 and len(branch) == 3:  # noqa: PLR2004
+        if bank.isdigit() and branch.isdigit():
+            account["bank_code"], account["branch_code"] = ZENGIN_PAIRS[int(bank) % len(ZENGIN_PAIRS)]
+    return body
+
+
+def _config(token: str) -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "headers": {"Authorization": f"Bearer {token}"},
+            "checks": {"enabled": True, "positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES}},
+            "generation": {"max-examples": MAX_EXAMPLES, "mode": "all", "database": "none"},
+            "phases": {"stateful": {"max-steps": MAX_STEPS}},
+        }
+    )
+
+
+def fuzz(url: str, token: str) -> Figures:
+    """Run every phase of schemathesis on the document at ``url`` (blocking: call it off the loop)."""
+    schema = schemathesis.openapi.from_url(url, config=_config(token))
+    schema.hook("map_body")(_valid_bank_account)
+    figures = Figures(url.split("/", 3)[-1])
+    started = time.monotonic()
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            recorder = event.recorder
+            figures.requests += len(recorder.interactions)
+            figures.operations.update(node.value.operation.label for node in recorder.cases.values())
+            for case_id, checks in recorder.checks.items():
+                for check in checks:
+                    if check.failure_info is None:
+                        continue
+                    case = recorder.cases[case_id].value
+                    answer = recorder.interactions.get(case_id)
+                    status = answer.response.status_code if answer and answer.response else None
+                    figures.problems.append(
+                        f"[{event.phase.value}] {check.name} on {case.operation.label} ({status}): "
+                        f"{check.failure_info.failure.title}\n  {check.failure_info.code_sample}"
+                    )
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            figures.problems.append(f"[error] {event!r}"[:2000])
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
+@pytest.mark.parametrize("document", ["/v1/openapi.json", "/ops/v1/openapi.json"])
+async def test_schemathesis_finds_nothing(
+    client: Any, ops: OpsClient, request: pytest.FixtureRequest, document: str
+) -> None:
+    """Every check of schemathesis on the document: no 5xx, no answer outside the document, no
+    refused valid request, no accepted invalid one; the figures go to the summary."""
+    shop = await open_shop(ops)
+    token = shop.api_key if document == "/v1/openapi.json" else OPS_TOKEN
+    url = str(client.make_url(document))
+    figures = await asyncio.to_thread(fuzz, url, token)  # the app keeps serving on this loop
+    _report(request.config).lines.append(figures.line())
+    unique = list(dict.fromkeys(figures.problems))
+    assert not unique, f"{figures.line()}\n" + "\n".join(unique[:40])
+    assert figures.requests > 0

@@ -64,7 +64,10 @@ def _path_schema(name: str) -> dict[str, str]:
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 # What every operation may answer besides its own statuses.
@@ -238,9 +241,28 @@ class RouteTable:
             {"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
             for name in re.findall(r"{(\w+)}", op.path)
         ]
-        params += [{"name": name, "in": "query", "required": False, "schema": schema} for name, schema in op.query.items()]
+        params += [
+            {"name": name, "in": "query", "required": False, "schema": schema} for name, schema in op.query.items()
+        ]
         if posted:
             params += list(self.post_headers)
+        responses = self._responses(op)
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "operationId": op.handler.__name__,
+            "parameters": params,
+            "responses": responses,
+        }
+        if op.description:
+            entry["description"] = op.description
+        if op.body is not None:
+            # A body whose fields are all optional may be left out (it reads as {}).
+            required = any(field.is_required() for field in op.body.model_fields.values())
+            entry["requestBody"] = {"required": required, "content": {"application/json": {"schema": _ref(op.body)}}}
+        return entry
+
+    def _responses(self, op: Operation) -> dict[str, Any]:
+        posted = op.method == "POST"
         content: dict[str, Any] = {"schema": _ref(op.response) if op.response else {"type": "object"}}
         if op.media_type != "application/json":
             content = {"schema": {"type": "string", "format": "binary"}}
@@ -265,19 +287,7 @@ class RouteTable:
         for code in sorted(statuses):
             responses[str(code)] = _error(ERROR_DESCRIPTIONS[code])
         responses["429"]["headers"] = RETRY_AFTER
-        entry: dict[str, Any] = {
-            "summary": op.summary,
-            "operationId": op.handler.__name__,
-            "parameters": params,
-            "responses": responses,
-        }
-        if op.description:
-            entry["description"] = op.description
-        if op.body is not None:
-            # A body whose fields are all optional may be left out (it reads as {}).
-            required = any(field.is_required() for field in op.body.model_fields.values())
-            entry["requestBody"] = {"required": required, "content": {"application/json": {"schema": _ref(op.body)}}}
-        return entry
+        return responses
 
 
 def _ref(model: type[BaseModel] | None) -> dict[str, str]:

@@ -7,25 +7,28 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
+from models.operations.webhooks import URL, URL_PATTERN
+
 __all__ = ["URL_PATTERN", "Amount", "Description", "Metadata", "Reference", "ReturnUrl"]
 
 AMOUNT_CEILING = 1_000_000  # no merchant's own maximum may exceed this; each has its own below it
-# An absolute http(s) URL without spaces or control characters (a browser is sent to it, or
-# the platform calls it): the same pattern checks it and is the documents' ``pattern``.
-URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f/?#@]+([/?#][^\s\x00-\x1f\x7f]*)?$"
 
 
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not URL.fullmatch(value) or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http(s) URL")
     return value
 
 
 def url_field(max_length: int, description: str) -> Any:
-    """A URL field: checked by ``URL_PATTERN`` and a parse, documented as ``format: uri``."""
+    """A URL field, documented as ``format: uri`` with ``URL_PATTERN`` (which the field's own
+    check applies, so a refusal keeps its code: ``url_invalid`` for webhooks)."""
     return Field(
-        min_length=8, max_length=max_length, pattern=URL_PATTERN, description=description, json_schema_extra={"format": "uri"}
+        min_length=8,
+        max_length=max_length,
+        description=description,
+        json_schema_extra={"format": "uri", "pattern": URL_PATTERN},
     )
 
 

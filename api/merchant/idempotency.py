@@ -27,7 +27,6 @@ from models.merchants import IdempotencyKey
 __all__ = ["idempotency_middleware"]
 
 
-
 @web.middleware
 async def idempotency_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Run a keyed POST at most once per key and body; replay its answer afterwards."""

@@ -45,12 +45,11 @@ def list_query(**filters: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def list_of(model: type[BaseModel]) -> type[BaseModel]:
     """The list object of ``model`` (``{"object": "list", "data": [...], "has_more": bool}``)."""
+    fields: dict[str, Any] = {"object": (Literal["list"], ...), "data": (list[model], ...), "has_more": (bool, ...)}  # type: ignore[valid-type]
     listed: type[BaseModel] = create_model(
         f"{model.__name__.removesuffix('Out')}List",
         __doc__=f"A page of {model.__name__.removesuffix('Out')} objects, newest first.",
-        object=(Literal["list"], ...),
-        data=(list[model], ...),  # type: ignore[valid-type]
-        has_more=(bool, ...),
+        **fields,
     )
     return listed
 

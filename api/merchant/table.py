@@ -16,7 +16,17 @@ from models.audit_log import Actor
 from models.merchants import Merchant
 from models.operations.charges import find_owned
 
-__all__ = ["IDEMPOTENCY_HEADER", "IDEMPOTENCY_KEY", "MAX_KEY_LENGTH", "MERCHANT", "acting_merchant", "merchant_of", "merchant_routes", "owned", "with_status"]
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "IDEMPOTENCY_KEY",
+    "MAX_KEY_LENGTH",
+    "MERCHANT",
+    "acting_merchant",
+    "merchant_of",
+    "merchant_routes",
+    "owned",
+    "with_status",
+]
 
 M = TypeVar("M", bound=Model)
 

@@ -23,7 +23,7 @@ EVENT_TYPES_AND_ALL = (*EVENT_TYPES, "*")
 
 EventType = Literal[EVENT_TYPES_AND_ALL]  # type: ignore[valid-type]
 EventTypes = Annotated[
-    list[EventType],  # type: ignore[valid-type]
+    list[EventType],
     Field(min_length=1, max_length=len(EVENT_TYPES) + 1, description='The event types to send ("*": all of them)'),
     AfterValidator(webhooks.event_types),
 ]

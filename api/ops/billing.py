@@ -12,10 +12,10 @@ from api.http import Body, json_response
 from api.merchant.lists import list_query, page
 from api.ops.table import operator, ops_routes
 from api.routes import PERIOD_PATTERN
-from models.lines import LINE_ID_PATTERN
 from billing.errors import InvalidRequest, NotFound
 from billing.periods import valid_period
 from models.invoices import BillingRun, Invoice, InvoiceItem, InvoiceTax
+from models.lines import LINE_ID_PATTERN
 from models.operations.closing import start_close
 from models.operations.collections import debit_reference
 

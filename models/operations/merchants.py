@@ -16,7 +16,7 @@ from typing import Any
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from billing.errors import InvalidRequest, NotFound, Unprocessable
+from billing.errors import NotFound, Unprocessable
 from billing.zengin import UnknownBank, check_bank_branch
 from models.audit_log import Actor, audit
 from models.base import fits_id_column

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import ipaddress
 import random
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ __all__ = [
     "MAX_URL_LENGTH",
     "RETRY_SCHEDULE",
     "ROTATION_OVERLAP",
+    "URL",
+    "URL_PATTERN",
     "Claim",
     "Outcome",
     "UnsafeDestination",
@@ -60,6 +63,11 @@ RETRY_SCHEDULE = tuple(
 ROTATION_OVERLAP = timedelta(hours=24)
 MAX_ENDPOINTS = 16
 MAX_URL_LENGTH = 2048  # the column's width
+# An absolute http(s) URL without spaces or control characters (a browser is sent to it, or
+# the platform calls it): the same pattern checks return and webhook URLs and is the OpenAPI
+# documents' ``pattern``.
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f/?#@]+([/?#][^\s\x00-\x1f\x7f]*)?$"
+URL = re.compile(URL_PATTERN)
 BATCH = 500
 
 
@@ -90,7 +98,8 @@ async def check_destination(url: str, *, allow_insecure: bool) -> None:
         port = parts.port  # out of 0-65535 or not a number: ValueError
     except ValueError:
         raise UnsafeDestination("must be an absolute https:// URL with a valid host and port") from None
-    if parts.scheme not in ("https", "http") or not parts.hostname or port == 0:
+    # URL is the documents' pattern: no user part, a host before any path.
+    if parts.scheme not in ("https", "http") or not parts.hostname or port == 0 or not URL.fullmatch(url):
         raise UnsafeDestination("must be an absolute https:// URL")
     if any(ord(char) < 33 or ord(char) == 127 for char in url):
         raise UnsafeDestination("must not hold spaces or control characters")

@@ -32,7 +32,6 @@ async def post(client: Any, shop: Shop, path: str, body: Any = None, **headers: 
     [
         ({"amount": 0}, "amount"),
         ({"amount": -100}, "amount"),
-        ({"amount": 50_001}, "amount"),
         ({"amount": 12.5}, "amount"),
         ({"amount": "500"}, "amount"),
         ({"amount": True}, "amount"),
@@ -176,7 +175,7 @@ async def test_lists_paginate_newest_first(client, shop: Shop) -> None:
         "limit=ten",
         "status=paid",
         "colour=red",
-        "starting_after=ch_unknown",
+        "starting_after=ch_unk!nown",
         "created[gte]=yesterday",
     ],
 )

@@ -59,8 +59,6 @@ async def test_fee_plan_setup_fee_and_maximum_are_kept(ops: OpsClient) -> None:
 @pytest.mark.parametrize(
     ("change", "param"),
     [
-        ({"bank_account": {**MERCHANT["bank_account"], "bank_code": "9998"}}, "bank_account.bank_code"),
-        ({"bank_account": {**MERCHANT["bank_account"], "branch_code": "999"}}, "bank_account.branch_code"),
         ({"bank_account": {**MERCHANT["bank_account"], "bank_code": "1"}}, "bank_account.bank_code"),
         ({"bank_account": {**MERCHANT["bank_account"], "account_type": "savings"}}, "bank_account.account_type"),
         ({"bank_account": {**MERCHANT["bank_account"], "account_number": "12345678"}}, "bank_account.account_number"),

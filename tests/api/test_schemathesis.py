@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,9 +36,7 @@ SEED = int(os.environ.get("MATOMETE_FUZZ_SEED", "13"))
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 # Bank and branch codes that are on the Zengin list, for merchants the fuzzer creates.
 ZENGIN_PAIRS = [
-    (code, branch)
-    for code, bank in sorted(zengin_code.Bank.all.items())[:64]
-    for branch in sorted(bank.branches)[:1]
+    (code, branch) for code, bank in sorted(zengin_code.Bank.all.items())[:64] for branch in sorted(bank.branches)[:1]
 ]
 
 # Every URL the fuzzer sends where the document says ``format: uri`` is a shop's page, so a
@@ -95,9 +94,14 @@ def _valid_bank_account(context: Any, body: Any) -> Any:
     if not isinstance(account, dict):
         return body
     bank, branch = account.get("bank_code"), account.get("branch_code")
-    if isinstance(bank, str) and isinstance(branch, str) and len(bank) == 4 and len(branch) == 3:  # noqa: PLR2004
-        if bank.isdigit() and branch.isdigit():
-            account["bank_code"], account["branch_code"] = ZENGIN_PAIRS[int(bank) % len(ZENGIN_PAIRS)]
+    shaped = (
+        isinstance(bank, str)
+        and isinstance(branch, str)
+        and re.fullmatch(r"\d{4}", bank)
+        and re.fullmatch(r"\d{3}", branch)
+    )
+    if shaped:
+        account["bank_code"], account["branch_code"] = ZENGIN_PAIRS[int(bank) % len(ZENGIN_PAIRS)]
     return body
 
 

@@ -38,6 +38,12 @@ ERROR_SCHEMA = {
     },
     "required": ["error"],
 }
+# Every operation of a surface behind ``api.ratelimit.failed_auth_limit`` may answer 429.
+RATE_LIMITED_RESPONSE = {
+    "description": "Too many requests (rate limited): retry after the seconds Retry-After gives.",
+    "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
 
 
 # The shape of each path parameter: a value of another shape is no object's, so it is answered
@@ -83,6 +89,8 @@ class RouteTable:
     prefix: str
     security_description: str
     operations: list[Operation] = field(default_factory=list)
+    # True when the surface is rate limited (api.ratelimit): every operation may answer 429.
+    rate_limited: bool = True
 
     def route(  # noqa: PLR0913 - one keyword per part of an OpenAPI operation
         self,
@@ -167,6 +175,8 @@ class RouteTable:
                     "description": "Error",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
                 }
+            if self.rate_limited:
+                responses["429"] = RATE_LIMITED_RESPONSE
             entry: dict[str, Any] = {
                 "summary": op.summary,
                 "operationId": op.handler.__name__,

@@ -110,6 +110,8 @@ class Limiter:
             name: tuple(parse_many(getattr(settings, f"rate_limit_{name}"))) for name in LIMITS
         }
         self._store_down_until = 0.0
+        if not settings.redis_url and not settings.embedded:
+            log.warning("rate_limits_in_process_memory", hint="set MATOMETE_REDIS_URL so every web process shares them")
         # What a store that does not answer raises (``wrap_exceptions`` turns Redis's errors
         # into ``StorageError``): the limits then fail open.
         self._store_errors: tuple[type[BaseException], ...] = (StorageError, OSError, TimeoutError)

@@ -47,6 +47,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from api.confirm import client_address
 from api.http import json_response
@@ -90,13 +92,19 @@ def _hashed(value: str) -> str:
 def _store(settings: Settings) -> Storage:
     if not settings.redis_url:
         return MemoryStorage()
+    # One short try per question: a Redis that does not answer costs a request one timeout, not
+    # redis-py's default retries with back-off (the limits then fail open for a while).
+    client_options: dict[str, Any] = {
+        "socket_timeout": STORE_TIMEOUT_SECONDS,
+        "socket_connect_timeout": STORE_TIMEOUT_SECONDS,
+        "retry": Retry(NoBackoff(), 0),
+    }
     return RedisStorage(
         "async+" + settings.redis_url,
         implementation="redispy",
         wrap_exceptions=True,
         key_prefix="matomete:ratelimit",
-        socket_timeout=STORE_TIMEOUT_SECONDS,
-        socket_connect_timeout=STORE_TIMEOUT_SECONDS,
+        **client_options,
     )
 
 

@@ -257,3 +257,29 @@ def test_rate_limit_settings_are_checked_at_start_up() -> None:
     settings = load_settings({"MATOMETE_REDIS_URL": redis, "MATOMETE_RATE_LIMIT_MERCHANT_WRITES": writes})
     assert (settings.redis_url, settings.rate_limit_merchant_writes) == (redis, writes)
     assert load_settings({}).redis_url == ""
+
+
+async def test_a_redis_that_hangs_costs_one_short_timeout_then_nothing(app_client: MakeClient) -> None:
+    """A Redis that accepts connections but never answers delays one request by one 0.5-second
+    timeout (no retries); the next requests do not wait for it at all."""
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = await app_client(redis_url=f"redis://127.0.0.1:{port}/0")
+        right = _from(GUESSER, Authorization=f"Bearer {OPS_TOKEN}")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert (await client.get("/ops/v1/invoices", headers=right)).status == 200
+        first = loop.time() - started
+        started = loop.time()
+        assert (await client.get("/ops/v1/invoices", headers=right)).status == 200
+        second = loop.time() - started
+    finally:
+        server.close()
+    assert 0.4 < first < 1.5
+    assert second < 0.4

@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/matomete_test
 AMQP_TEST_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/1
 
 .PHONY: help up test test-embedded test-services lint golden migrations check-migrations catalogue bench clean
 
@@ -21,13 +22,14 @@ $(BIN)/matomete: pyproject.toml uv.lock | $(UV)
 up: $(BIN)/matomete ## install from the lock file and run the whole platform (SQLite, in-process broker)
 	$(BIN)/matomete up
 
-test: test-embedded test-services ## install and run the tests on SQLite + in-process broker, then PostgreSQL + RabbitMQ
+test: test-embedded test-services ## install and run the tests on SQLite + in-process broker, then PostgreSQL + RabbitMQ + Redis
 
 test-embedded: $(BIN)/matomete ## the suite on the embedded backends
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test-services: $(BIN)/matomete ## the suite on PostgreSQL + RabbitMQ (skips unless they answer; fails then under MATOMETE_REQUIRE_SERVICES=1)
+test-services: $(BIN)/matomete ## the suite on PostgreSQL + RabbitMQ + Redis (skips unless they answer; fails then under MATOMETE_REQUIRE_SERVICES=1)
 	MATOMETE_TEST_BACKEND=services MATOMETE_TEST_DATABASE_URL=$(PG_TEST_URL) MATOMETE_TEST_BROKER_URL=$(AMQP_TEST_URL) \
+		MATOMETE_TEST_REDIS_URL=$(REDIS_TEST_URL) \
 		$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(BIN)/matomete ## ruff and mypy

@@ -24,6 +24,7 @@ from api.my_site import SITE as MY_SITE
 from api.ops import ops_app
 from api.ops_site import ROUTES as OPS_SITE_ROUTES
 from api.ops_site import SITE as OPS_SITE
+from api.ratelimit import RATE_LIMITER, Limiter, form_limit_middleware, rate_limiter_ctx
 from api.site import setup_sites
 from models.clock import clock
 from settings import Settings, SettingsError
@@ -54,8 +55,11 @@ def create_app(
     app[SETTINGS] = settings
     app[BROKER_PROBE] = broker_probe or queues.broker_probe(settings)
     app.cleanup_ctx.append(_database_ctx(settings))
+    app[RATE_LIMITER] = limiter = Limiter(settings)
+    app.cleanup_ctx.append(rate_limiter_ctx(limiter))
     aiohttp_session.setup(app, _cookie_storage(settings))
     setup_sites(app, [MERCHANT_SITE, MY_SITE, OPS_SITE, confirm.SITE])
+    app.middlewares.append(form_limit_middleware)  # inside the sites' guard: language, sign-in, CSRF
     app.add_routes(health.routes)
     app.add_routes(metrics.routes)
     app.add_routes(confirm.routes)

@@ -13,6 +13,7 @@ __all__ = [
     "MatometeError",
     "NotFound",
     "PermissionDenied",
+    "RateLimited",
     "ServiceUnavailable",
     "Unprocessable",
 ]
@@ -81,6 +82,19 @@ class Unprocessable(MatometeError):
     status = 422
     type = "invalid_request_error"
     code = "unprocessable"
+
+
+class RateLimited(MatometeError):
+    """Too many attempts or requests from one address, for one login id or one merchant; the
+    answer carries ``Retry-After`` (``retry_after`` seconds)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(MatometeError):

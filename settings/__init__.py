@@ -57,6 +57,18 @@ class Settings:
     # unacknowledged counts from it; without it they read AMQP (ready and consumers only).
     rabbitmq_management_url: str = ""
     relay_metrics_port: int = 9300
+    # The store of the rate limits every web process shares (``redis://HOST:6379/DB``); empty:
+    # each process counts in its own memory (the embedded mode of ``matomete up``).
+    redis_url: str = ""
+    # Rate limits in the ``limits`` notation (``N/second|minute|hour``, several joined by ``;``).
+    # Every form that checks a password (confirmation, sign-in, password change): per client
+    # address, and per login id; failed ``/v1`` API keys and ``/ops/v1`` tokens, per address;
+    # ``/v1`` writes (POST, PATCH, DELETE), per merchant.
+    rate_limit_sign_in_address: str = "30/minute;300/hour"
+    rate_limit_sign_in_login: str = "10/minute;60/hour"
+    rate_limit_api_key_failures: str = "20/minute;100/hour"
+    rate_limit_ops_token_failures: str = "20/minute;100/hour"  # noqa: S105 - a limit, not a token
+    rate_limit_merchant_writes: str = "100/second"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -175,6 +187,37 @@ def _management_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _redis_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if raw and (parts.scheme not in ("redis", "rediss") or not parts.hostname):
+        raise SettingsError("REDIS_URL", f"expected redis://HOST:PORT/DB (or rediss://), got {raw!r}")
+    return raw
+
+
+RATE_LIMITS = {  # setting name -> default, both from the dataclass
+    name.removeprefix("rate_limit_").upper(): getattr(Settings, name)
+    for name in Settings.__dataclass_fields__
+    if name.startswith("rate_limit_")
+}
+
+
+def _rate_limits(env: Mapping[str, str]) -> dict[str, str]:
+    """Every ``MATOMETE_RATE_LIMIT_*`` variable, checked by the ``limits`` library's parser."""
+    from limits import parse_many
+
+    values = {}
+    for name, default in RATE_LIMITS.items():
+        raw = env.get(f"{PREFIX}RATE_LIMIT_{name}", default).strip()
+        try:
+            parse_many(raw)
+        except ValueError:
+            raise SettingsError(
+                f"RATE_LIMIT_{name}", f"expected limits like 30/minute or 10/minute;100/hour, got {raw!r}"
+            ) from None
+        values[f"rate_limit_{name.lower()}"] = raw
+    return values
+
+
 def _local_secret(directory: Path, name: str) -> str:
     """A secret generated once and kept in a file, so restarts keep sessions and tokens."""
     path = directory / name
@@ -220,11 +263,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         relay_metrics_port=_port(
             env.get(PREFIX + "RELAY_METRICS_PORT", "9300").strip(), "RELAY_METRICS_PORT", zero=True
         ),
+        redis_url=_redis_url(env.get(PREFIX + "REDIS_URL", "").strip()),
     )
     secret_key = env.get(PREFIX + "SECRET_KEY", "")
     if secret_key and len(secret_key) < 32:
         raise SettingsError("SECRET_KEY", "must be at least 32 characters")
-    return settings.replace(secret_key=secret_key)
+    return settings.replace(secret_key=secret_key, **_rate_limits(env))
 
 
 def read_broker_url(env: Mapping[str, str] | None = None) -> str:

@@ -26,13 +26,18 @@ REQUIRE_SERVICES = os.environ.get("MATOMETE_REQUIRE_SERVICES", "") in ("1", "tru
 OPS_TOKEN = "test-ops-token-0123456789"
 PG_URL = os.environ.get("MATOMETE_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/matomete_test")
 AMQP_URL = os.environ.get("MATOMETE_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+# The rate limits' shared store: Redis in the services pass (a database of its own, flushed
+# before each test), each app's own memory in the embedded pass.
+TEST_REDIS_URL = os.environ.get("MATOMETE_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
 
 if BACKEND == "services":
     DATABASE_URL = PG_URL
     BROKER_URL = AMQP_URL
+    REDIS_URL = TEST_REDIS_URL
 else:
     DATABASE_URL = f"sqlite://{Path(tempfile.mkdtemp(prefix='matomete-test-')) / 'test.sqlite3'}"
     BROKER_URL = "memory://"
+    REDIS_URL = ""
 os.environ["MATOMETE_DATABASE_URL"] = DATABASE_URL
 os.environ["MATOMETE_BROKER_URL"] = BROKER_URL
 os.environ.pop("MATOMETE_TEST_CLOCK", None)
@@ -53,7 +58,7 @@ def _answers(url: str, default_port: int) -> bool:
 def _services_missing() -> str | None:
     missing = [
         name
-        for name, url, port in (("PostgreSQL", PG_URL, 5432), ("RabbitMQ", AMQP_URL, 5672))
+        for name, url, port in (("PostgreSQL", PG_URL, 5432), ("RabbitMQ", AMQP_URL, 5672), ("Redis", REDIS_URL, 6379))
         if not _answers(url, port)
     ]
     return " and ".join(missing) + " not answering" if missing else None
@@ -61,7 +66,8 @@ def _services_missing() -> str | None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     """Say which backend this run tests."""
-    return f"matomete backend: {BACKEND} ({DATABASE_URL.split('@')[-1]}, {BROKER_URL.split('@')[-1]})"
+    limits = REDIS_URL or "rate limits in memory"
+    return f"matomete backend: {BACKEND} ({DATABASE_URL.split('@')[-1]}, {BROKER_URL.split('@')[-1]}, {limits})"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -151,8 +157,9 @@ def empty_database(url: str = DATABASE_URL) -> None:
 
 @pytest.fixture
 def settings(migrated: str) -> Iterator[Settings]:
-    """Settings of a test platform on an emptied database, test clock on."""
+    """Settings of a test platform on an emptied database (and rate-limit store), test clock on."""
     empty_database(migrated)
+    flush_rate_limits()
     clock.configure(test_clock=True)
     yield Settings(
         database_url=migrated,
@@ -161,8 +168,18 @@ def settings(migrated: str) -> Iterator[Settings]:
         secret_key="test-secret-key-0123456789-0123456789",
         test_clock=True,
         log_format="console",
+        redis_url=REDIS_URL,
     )
     clock.configure(test_clock=False)
+
+
+def flush_rate_limits() -> None:
+    """Forget every rate-limit count in the test Redis database (the services pass)."""
+    if REDIS_URL:
+        import redis
+
+        with redis.Redis.from_url(REDIS_URL) as connection:
+            connection.flushdb()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from api.keys import SETTINGS
 from api.merchant import charges, docs, events, payouts, refunds, subscriptions, webhooks
 from api.merchant.idempotency import idempotency_middleware
 from api.merchant.table import MERCHANT, merchant_routes
+from api.ratelimit import failed_auth_limit, write_limit
 from billing.errors import AuthenticationFailed
 from models.operations.merchants import api_key_record, note_key_used
 from settings import Settings
@@ -38,9 +39,21 @@ async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
+def _merchant_id(request: web.Request) -> str | None:
+    merchant = request.get(MERCHANT)
+    return merchant.id if merchant is not None else None
+
+
 def merchant_app(settings: Settings) -> web.Application:
     """The ``/v1`` sub-application."""
-    app = web.Application(middlewares=[api_key_auth, idempotency_middleware])
+    app = web.Application(
+        middlewares=[
+            failed_auth_limit("api_key_failures"),
+            api_key_auth,
+            write_limit("merchant_writes", _merchant_id),
+            idempotency_middleware,
+        ]
+    )
     app[SETTINGS] = settings
     app.add_routes(merchant_routes.routes())
     app.add_routes([web.get("/docs", docs.docs_page)])

@@ -14,6 +14,7 @@ from api.keys import SETTINGS
 from api.ops import billing, collections, lines, merchants, payouts, system
 from api.ops import clock as clock_routes
 from api.ops.table import ops_routes
+from api.ratelimit import failed_auth_limit
 from billing.errors import AuthenticationFailed
 from settings import Settings
 
@@ -47,7 +48,7 @@ async def ops_auth(request: web.Request, handler: Handler) -> web.StreamResponse
 
 def ops_app(settings: Settings) -> web.Application:
     """The ``/ops/v1`` sub-application."""
-    app = web.Application(middlewares=[ops_auth])
+    app = web.Application(middlewares=[failed_auth_limit("ops_token_failures"), ops_auth])
     app[SETTINGS] = settings
     app.add_routes(ops_routes.routes())
     return app

@@ -168,9 +168,7 @@ async def test_an_address_moves_to_the_line_that_reports_it(ops: OpsClient) -> N
     assert (await LineSession.get(id=new["id"])).ended_at is None
 
 
-@pytest.mark.parametrize(
-    "address", ["not-an-ip", "192.0.2.0/24", "2001:db8::/16", "192.0.2.300", ""]
-)
+@pytest.mark.parametrize("address", ["not-an-ip", "192.0.2.0/24", "2001:db8::/16", "192.0.2.300", ""])
 async def test_bad_session_address_is_a_400(ops: OpsClient, address: str) -> None:
     """Only an IPv4 address or an IPv6 address or prefix (/32 or longer) is a session."""
     await ops.post("/ops/v1/lines", json=LINE)

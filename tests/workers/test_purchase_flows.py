@@ -22,6 +22,13 @@ RETURN_URL = "https://shop.example/return"
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The money rules under a burst: one ID confirms 20 purchases at once here, more than the
+    guessing limit of a login id allows in a minute (tests/api/test_rate_limits.py tests that)."""
+    return settings.replace(rate_limit_sign_in_login="1000/minute")
+
+
+@pytest.fixture
 async def shop(ops: OpsClient) -> Shop:
     """A line with a session for 127.0.0.1, an ID (50,000-yen limit) and a merchant."""
     return await open_shop(ops)

@@ -71,6 +71,7 @@ class Deployment:
         self.held: set[str] = set()
         self.kills: Counter[str] = Counter()
         self.exits: Counter[str] = Counter()  # deaths the deployment did not cause
+        self._killing = {kind: asyncio.Lock() for kind in commands}
         self._watch: asyncio.Task[None] | None = None
 
     def log(self, kind: str) -> Path:
@@ -98,7 +99,12 @@ class Deployment:
             await asyncio.sleep(0.2)
 
     async def kill(self, kind: str, *, down_for: float) -> None:
-        """SIGKILL ``kind`` (its whole group), keep it down ``down_for`` seconds, then restart it."""
+        """SIGKILL ``kind`` (its whole group), keep it down ``down_for`` seconds, then restart it
+        (one kill of a kind at a time)."""
+        async with self._killing[kind]:
+            await self._kill(kind, down_for=down_for)
+
+    async def _kill(self, kind: str, *, down_for: float) -> None:
         self.held.add(kind)
         try:
             process = self.processes[kind]

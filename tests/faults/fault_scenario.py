@@ -56,6 +56,9 @@ class Platform(Protocol):
     async def until(self, done: Callable[[], Awaitable[bool]], *, what: str) -> None:
         """Let the platform work until ``done()`` holds; fail, naming ``what``, at a deadline."""
 
+    async def step(self, name: str) -> None:
+        """The story reached step ``name`` (``purchases``, ``close``, ``payouts``)."""
+
 
 @dataclass
 class Receiver:
@@ -264,6 +267,21 @@ async def closed(platform: Platform, period: str) -> bool:
     return "succeeded" in statuses and "running" not in statuses
 
 
+async def renewed(platform: Platform, period: str) -> bool:
+    """Every active subscription is charged for ``period`` and no renewal is being decided."""
+    waiting = (
+        f"SELECT id FROM subscriptions WHERE status = 'active' AND current_period < '{period}'",  # noqa: S608
+        (
+            "SELECT id FROM charges WHERE subscription_id IS NOT NULL"
+            " AND status IN ('processing', 'requires_confirmation')"
+        ),
+    )
+    for sql in waiting:
+        if await platform.rows(sql):
+            return False
+    return True
+
+
 async def run_story(platform: Platform, cast: Cast, story: Story, *, concurrency: int = 3) -> None:
     """Play the whole story on ``platform``."""
     gate = asyncio.Semaphore(concurrency)
@@ -273,6 +291,7 @@ async def run_story(platform: Platform, cast: Cast, story: Story, *, concurrency
         async with gate:
             charge_ids[n] = await buy(platform, cast, n, purchase, monthly=False)
 
+    await platform.step("purchases")
     await asyncio.gather(*(one(n, purchase) for n, purchase in enumerate(story.purchases)))
     for n, purchase in enumerate(story.subscriptions):
         await buy(platform, cast, n, purchase, monthly=True)
@@ -280,7 +299,11 @@ async def run_story(platform: Platform, cast: Cast, story: Story, *, concurrency
         await refund(platform, cast, charge_ids[n], story.purchases[n][1], amount)
 
     await platform.move_clock(CLOSE_AT)
+    await platform.step("close")
     await platform.until(lambda: closed(platform, PERIOD), what=f"the close of {PERIOD}")
+    # The renewals of NEXT decided before anything else happens: a cancel before its renewal is
+    # decided cancels the renewal (a race the rules allow either way; tests/faults/test_races.py).
+    await platform.until(lambda: renewed(platform, NEXT), what=f"the renewals of {NEXT}")
     for n, amount in sorted(story.refunds_after.items()):
         await refund(platform, cast, charge_ids[n], story.purchases[n][1], amount)
 
@@ -299,6 +322,7 @@ async def run_story(platform: Platform, cast: Cast, story: Story, *, concurrency
         await ok(platform, "POST", f"/v1/subscriptions/{subscription['id']}/cancel", key=cast.keys[1])
 
     await platform.move_clock(PAYOUTS_AT)
+    await platform.step("payouts")
     await platform.until(lambda: closed(platform, NEXT), what=f"the close of {NEXT}")
 
     async def paid_out() -> bool:

@@ -51,6 +51,12 @@ class HttpPlatform:
         await ok(self, "POST", "/ops/v1/clock", key=self.ops_token, json={"now": moment})
 
     ops_token = ""
+    steps: asyncio.Queue[str] | None = None  # where the story's steps are reported, when anyone listens
+
+    async def step(self, name: str) -> None:
+        """The story reached ``name`` (the fault harness aims kills at the work it sets off)."""
+        if self.steps is not None:
+            self.steps.put_nowait(name)
 
     async def work(self) -> None:
         """One step of the platform's own work while waiting (nothing: its processes do it)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import json
 import os
 import random
 import subprocess
@@ -112,13 +113,16 @@ class Rabbit:
 
     async def cut_off(self) -> int:
         """Revoke our user's permissions and close every connection to the vhost; how many."""
-        await self.call("DELETE", f"/permissions/{self.vhost}/{self.user}")
-        # The whole list, filtered here: the per-vhost listing needs the permissions just revoked.
-        listed = await self.call("GET", "/connections") or []
-        connections = [c for c in listed if c.get("vhost") == unquote(self.vhost)]
-        for connection in connections:
+        before = await self._connections()
+        await self.call("DELETE", f"/permissions/{self.vhost}/{self.user}")  # RabbitMQ closes most at once
+        for connection in await self._connections():
             await self.call("DELETE", f"/connections/{quote(connection['name'], safe='')}")
-        return len(connections)
+        return len(before)
+
+    async def _connections(self) -> list[dict[str, Any]]:
+        # The whole list, filtered here: the per-vhost listing needs the permissions being revoked.
+        listed = await self.call("GET", "/connections") or []
+        return [c for c in listed if c.get("vhost") == unquote(self.vhost)]
 
     async def queues(self) -> list[dict[str, Any]]:
         """Every queue of the vhost with its counts."""
@@ -178,6 +182,16 @@ def _refusals(logs: Path) -> dict[str, int]:
     return counts
 
 
+# Kills aimed at the work each step of the story sets off, soon after it starts (seeded delays),
+# so some land mid-message: the purchases (auth), the close (billing, then the events' webhooks
+# and renewals) and the payouts.
+AIMED = {
+    "purchases": ("auth", "relay", "auth"),
+    "close": ("billing", "webhooks", "charges"),
+    "payouts": ("payouts", "billing", "webhooks"),
+}
+
+
 async def _chaos(
     deployment: Deployment, rabbit: Rabbit, rng: random.Random, scenario_done: asyncio.Event, outage: Outage
 ) -> None:
@@ -185,7 +199,7 @@ async def _chaos(
     ``MIN_KILLS`` kills and the scenario is over; cut the broker off once."""
     order = rng.sample(KILLABLE, len(KILLABLE))
     kills = 0
-    while (kills < MIN_KILLS or not scenario_done.is_set()) and kills < MAX_KILLS:
+    while (sum(deployment.kills.values()) < MIN_KILLS or not scenario_done.is_set()) and kills < MAX_KILLS:
         await asyncio.sleep(rng.uniform(0.3, 1.5))
         kind = order[kills] if kills < len(order) else rng.choice(KILLABLE)
         await deployment.kill(kind, down_for=rng.uniform(0.1, 1.0))
@@ -196,6 +210,32 @@ async def _chaos(
             await asyncio.sleep(rng.uniform(3.0, 6.0))
             await rabbit.grant()
             outage.seconds = time.monotonic() - started
+
+
+async def _aimed(deployment: Deployment, rng: random.Random, steps: asyncio.Queue[str]) -> None:
+    """For each step the story reports, kill the processes doing its work, one after another."""
+    while True:
+        step = await steps.get()
+        for kind in AIMED.get(step, ()):
+            await asyncio.sleep(rng.uniform(0.05, 0.8))
+            await deployment.kill(kind, down_for=rng.uniform(0.1, 0.5))
+
+
+def _unleash(  # noqa: PLR0913 - the parts the faults act on
+    deployment: Deployment,
+    rabbit: Rabbit,
+    platform: Deployed,
+    *,
+    seed: int,
+    scenario_done: asyncio.Event,
+    outage: Outage,
+) -> tuple[asyncio.Task[None], asyncio.Task[None]]:
+    """Start the kill schedule (with the outage) and the kills aimed at each step's work, each on
+    a random stream of its own drawn from the seed (the story's stream is untouched)."""
+    platform.steps = asyncio.Queue()
+    chaos = asyncio.create_task(_chaos(deployment, rabbit, random.Random(seed ^ 0xFA17), scenario_done, outage))
+    aimed = asyncio.create_task(_aimed(deployment, random.Random(seed ^ 0xA1), platform.steps))
+    return chaos, aimed
 
 
 async def _drained(rabbit: Rabbit, deadline: float) -> list[dict[str, Any]]:
@@ -246,6 +286,17 @@ async def _web_up(platform: Deployed) -> bool:
         return False
 
 
+def _leaked(logs: Path, cast: Cast, receiver: Receiver) -> list[str]:
+    """The secrets the scenario handled (tokens, keys, passwords, webhook secrets) that any
+    process wrote to its log: none, or the kind of each found."""
+    secrets = {"ops token": OPS_TOKEN, "secret key": SECRET_KEY}
+    secrets.update({f"API key {n}": key for n, key in enumerate(cast.keys)})
+    secrets.update({f"password of {login}": password for login, password in cast.logins})
+    secrets.update({f"webhook secret {n}": secret for n, secret in receiver.secrets.items()})
+    written = "".join(log.read_text(errors="replace") for log in logs.glob("*.log"))
+    return [name for name, secret in secrets.items() if secret in written]
+
+
 def _broker_figures(listed: list[dict[str, Any]]) -> tuple[int, int]:
     """Messages the broker redelivered (to a consumer again after a connection died with them
     unacknowledged) and messages in dead-letter queues, over the vhost's queues."""
@@ -254,27 +305,32 @@ def _broker_figures(listed: list[dict[str, Any]]) -> tuple[int, int]:
     return redelivered, dead
 
 
+async def _fresh_stores(database: str, rabbit: Rabbit, env: dict[str, str]) -> None:
+    """An empty, migrated database and an empty vhost."""
+    await _recreate_database(database)
+    await rabbit.recreate()
+    migrate = await _matomete("migrate", env)
+    assert migrate.returncode == 0, migrate.stderr.decode()[-2000:]
+
+
 async def run_deployment(seed: int, tmp: Path, *, faults: bool) -> Run:
     """Play the scenario of ``seed`` on a fresh deployment, with faults or without."""
     started = time.monotonic()
     database = _harness_database()
     vhost, broker_url = _harness_vhost()
     rabbit = Rabbit(vhost)
-    await _recreate_database(database)
-    await rabbit.recreate()
     env = _environment(database, broker_url, port := unused_port())
-    migrate = await _matomete("migrate", env)
-    assert migrate.returncode == 0, migrate.stderr.decode()[-2000:]
+    await _fresh_stores(database, rabbit, env)
     logs = tmp / ("faults" if faults else "plain")
     logs.mkdir(parents=True)
-    prom_ports = {queue: unused_port() for queue in WORKER_THREADS}
-    deployment = Deployment(procfile_commands(prom_ports=prom_ports, prom_dir=logs / "prometheus"), env=env, logs=logs)
+    commands = procfile_commands(prom_ports={queue: unused_port() for queue in WORKER_THREADS}, prom_dir=logs / "prom")
+    deployment = Deployment(commands, env=env, logs=logs)
     receiver = Receiver()
     runner, hook_port = await serve_receiver(receiver)
     platform = Deployed(f"http://127.0.0.1:{port}", database, OPS_TOKEN)
-    rng = random.Random(seed ^ 0xFA17)  # the kill schedule's own stream: the story's is untouched
-    outage = Outage(after_kill=rng.randint(4, 10)) if faults else None
+    outage = Outage(after_kill=random.Random(seed).randint(4, 10)) if faults else None
     chaos: asyncio.Task[None] | None = None
+    aimed: asyncio.Task[None] | None = None
     scenario_done = asyncio.Event()
     try:
         await deployment.start_all(("web",))
@@ -283,7 +339,7 @@ async def run_deployment(seed: int, tmp: Path, *, faults: bool) -> Run:
         await platform.move_clock(STARTS_AT)
         await deployment.start_all()
         if outage is not None:
-            chaos = asyncio.create_task(_chaos(deployment, rabbit, rng, scenario_done, outage))
+            chaos, aimed = _unleash(deployment, rabbit, platform, seed=seed, scenario_done=scenario_done, outage=outage)
         cast = Cast(OPS_TOKEN)
         story = Story.draw(seed, PURCHASES)
         await provision(platform, cast, story, f"http://127.0.0.1:{hook_port}/hooks", receiver)
@@ -291,19 +347,22 @@ async def run_deployment(seed: int, tmp: Path, *, faults: bool) -> Run:
         scenario_done.set()
         if chaos is not None:
             await chaos
+            aimed.cancel()
         await platform.move_clock(QUIET_AT)
         await platform.until(lambda: settled(platform), what="a settled platform (outbox sent, webhooks delivered)")
         listed = await _drained(rabbit, 60)
         result = await figures(platform, cast, receiver)
         audit = await _matomete("audit", env)
     finally:
-        if chaos is not None and not chaos.done():
-            chaos.cancel()
+        for task in (chaos, aimed):
+            if task is not None and not task.done():
+                task.cancel()
         await rabbit.grant()
         await deployment.stop_all()
         await platform.close()
         await runner.cleanup()
     redelivered, dead = _broker_figures(listed)
+    assert _leaked(logs, cast, receiver) == [], "a secret is in a process's log"
     await rabbit.delete()
     return Run(
         result,
@@ -348,6 +407,10 @@ async def test_faults_change_no_invoice_payout_or_event(tmp_path: Path, capsys: 
     chaotic = await run_deployment(seed, tmp_path, faults=True)
     with capsys.disabled():
         print(_report(seed, plain, chaotic))  # noqa: T201 - the figures the issue asks for
+    for name, run in (("plain", plain), ("faults", chaotic)):  # to read a difference side by side
+        (tmp_path / f"figures-{name}.json").write_text(
+            json.dumps(dataclasses.asdict(run.figures), indent=1, default=str)
+        )
     assert sum(chaotic.kills.values()) >= MIN_KILLS
     assert all(chaotic.kills[kind] >= 1 for kind in KILLABLE)
     assert chaotic.outage is not None

@@ -53,7 +53,9 @@ async def test_concurrent_refunds_never_exceed_the_charge(client: Any, ops: OpsC
     assert await _audit_breaks() == []
 
 
-async def test_a_refund_racing_the_close_is_billed_once(client: Any, ops: OpsClient, settings: Settings) -> None:
+async def test_a_refund_racing_the_close_is_billed_once(
+    client: Any, ops: OpsClient, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Refunds sent while the month closes: each lowers the bill or is credited next month, never both or neither."""
     await clock.move_to(datetime.fromisoformat("2035-04-10T10:00:00+09:00"))
     shop = await open_shop(ops, line_id="COP0000013101", login_id="close0")
@@ -111,7 +113,8 @@ async def test_a_refund_racing_the_close_is_billed_once(client: Any, ops: OpsCli
         lowered += (charge.amount - billed[0]) // 50
         credited += -sum(credit_items) // 50
     assert lowered + credited == sent
-    print(f"\nrefunds racing the close: {sent} sent, {lowered} lowered the bill, {credited} credited next month")  # noqa: T201
+    with capsys.disabled():
+        print(f"\nrefunds racing the close: {sent} sent, {lowered} lowered the bill, {credited} credited next month")  # noqa: T201
     assert await Invoice.filter(period="2035-04").count() == 3
     assert await _audit_breaks() == []
 

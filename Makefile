@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/matomete_test
 AMQP_TEST_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/1
 
-.PHONY: help up test test-embedded test-services lint golden migrations check-migrations catalogue bench clean
+.PHONY: help up test test-embedded test-services faults lint golden migrations check-migrations catalogue bench clean
 
 help: ## list the developer commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -31,6 +31,11 @@ test-services: $(BIN)/matomete ## the suite on PostgreSQL + RabbitMQ + Redis (sk
 	MATOMETE_TEST_BACKEND=services MATOMETE_TEST_DATABASE_URL=$(PG_TEST_URL) MATOMETE_TEST_BROKER_URL=$(AMQP_TEST_URL) \
 		MATOMETE_TEST_REDIS_URL=$(REDIS_TEST_URL) \
 		$(BIN)/pytest -q -p no:cacheprovider
+
+faults: $(BIN)/matomete ## only the fault tests (`-m faults`: duplicate-and-reorder, secrets in logs; then the fault harness and the races on PostgreSQL + RabbitMQ); MATOMETE_FAULT_SEED, MATOMETE_FAULT_PURCHASES, MATOMETE_FAULT_KILLS
+	$(BIN)/pytest -q -p no:cacheprovider -m faults
+	MATOMETE_TEST_BACKEND=services MATOMETE_TEST_DATABASE_URL=$(PG_TEST_URL) MATOMETE_TEST_BROKER_URL=$(AMQP_TEST_URL) \
+		$(BIN)/pytest -q -p no:cacheprovider -m faults
 
 lint: $(BIN)/matomete ## ruff and mypy
 	$(BIN)/ruff check .

@@ -41,6 +41,7 @@ __all__ = [
     "insert_credit_items",
     "insert_invoices",
     "item_sums",
+    "lock_unbilled_charges",
     "mark_refunds_credited",
     "move_charges_to_billed",
     "plan_batches",
@@ -120,6 +121,23 @@ FROM invoices i JOIN lines l ON l.line_id = i.line_id
 WHERE {_IN_BATCH} AND {BASE_FEE_DUE}
 ON CONFLICT (invoice_id, position) DO NOTHING
 {ITEM_RETURNING}"""
+
+
+def lock_unbilled_charges(dialect: Dialect) -> str | None:
+    """Locks the batch's charges of the period still to bill, before anything reads them. A refund
+    locks its charge too (``refund_charge``), so one committed while this batch runs is either
+    seen whole by every statement after this one (netted from the item, marked credited) or waits
+    for the batch and finds its charge billed (a credit on the next bill); never read by one
+    statement and missed by the next (READ COMMITTED takes a snapshot per statement). ``FOR NO
+    KEY UPDATE``: a refund's row only takes a key-share lock on its charge. SQLite does without:
+    the batch's first write holds the database's one write lock until it commits."""
+    if not dialect.postgres:
+        return None
+    return f"""SELECT c.id FROM charges c
+WHERE c.line_id BETWEEN %(first)s AND %(last)s AND c.period = %(period)s
+  AND c.status = {literal(ChargeStatus.SUCCEEDED)} AND c.billing_status IN ({_BILLABLE})
+ORDER BY c.id
+FOR NO KEY UPDATE OF c"""
 
 
 def insert_charge_items(_dialect: Dialect) -> str:
@@ -259,6 +277,7 @@ class Statement:
 
 STATEMENTS: tuple[Statement, ...] = (
     Statement("plan_batches", plan_batches),
+    Statement("lock_unbilled_charges", lock_unbilled_charges),
     Statement("insert_invoices", insert_invoices),
     Statement("insert_base_fees", insert_base_fees),
     Statement("insert_charge_items", insert_charge_items),

@@ -248,6 +248,9 @@ async def _merge(run: BillingRun, first: str, last: str) -> dict[str, int]:
         "no": False,
         "yes": True,
     }
+    lock = close_sql.lock_unbilled_charges(dialect)
+    if lock is not None:
+        await execute(lock, params)
     created = await execute(close_sql.insert_invoices(dialect), params)
     written = {str(row["id"]): int(row["total"]) for row in created}
     added = await execute(close_sql.insert_base_fees(dialect), params)

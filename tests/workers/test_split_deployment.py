@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_support import BIN
+from process_support import start_process as _start
+from process_support import stop_process as _stop
 
 import queues
 from conftest import OpsClient
@@ -27,26 +28,7 @@ from settings import Settings
 from tests_support import MERCHANT_BODY, line_body
 
 pytestmark = pytest.mark.services
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 LINE_ID = "COP0000000601"
-
-
-def _start(*command: str, log: Path, session: bool = False) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MATOMETE_LOG_FORMAT": "json"}
-    with log.open("wb") as sink:
-        return subprocess.Popen(  # noqa: S603 - our own entry points
-            command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=session
-        )
-
-
-def _stop(process: subprocess.Popen[bytes], log: Path) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"{process.args} ignored SIGTERM:\n{log.read_text()[-2000:]}")
 
 
 async def test_relay_and_worker_processes_carry_a_termination_through(ops: OpsClient, tmp_path: Path) -> None:

@@ -3,6 +3,13 @@ SELECT MIN(line_id) AS first_line, MAX(line_id) AS last_line
 FROM (SELECT line_id, (ROW_NUMBER() OVER (ORDER BY line_id) - 1) / $1 AS chunk FROM lines) AS numbered
 GROUP BY chunk ORDER BY first_line;
 
+-- lock_unbilled_charges
+SELECT c.id FROM charges c
+WHERE c.line_id BETWEEN $1 AND $2 AND c.period = $3
+  AND c.status = 'succeeded' AND c.billing_status IN ('unbilled')
+ORDER BY c.id
+FOR NO KEY UPDATE OF c;
+
 -- insert_invoices
 INSERT INTO invoices
        (id, line_id, period, status, total, amount_paid, due_date, billing_run_id, created_at)

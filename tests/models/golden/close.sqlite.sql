@@ -3,6 +3,9 @@ SELECT MIN(line_id) AS first_line, MAX(line_id) AS last_line
 FROM (SELECT line_id, (ROW_NUMBER() OVER (ORDER BY line_id) - 1) / ? AS chunk FROM lines) AS numbered
 GROUP BY chunk ORDER BY first_line;
 
+-- lock_unbilled_charges
+-- not used on this backend
+
 -- insert_invoices
 INSERT INTO invoices
        (id, line_id, period, status, total, amount_paid, due_date, billing_run_id, created_at)

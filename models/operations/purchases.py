@@ -27,7 +27,7 @@ from models.merchants import Merchant, MerchantStatus
 from models.metrics import count_confirmation
 from models.operations.charges import LIVE_SUBSCRIPTIONS, end_charge, end_subscription
 from models.outbox import RENEW_SUBSCRIPTION, VERIFY_PURCHASE, send
-from models.passwords import unseal_password, verify_password
+from models.passwords import PasswordCheck, check_password, store_rehash, unseal_password
 from models.subscriptions import Subscription
 
 __all__ = [
@@ -158,7 +158,27 @@ async def decide_attempt(attempt_id: str, *, secret_key: str) -> str | None:
     """Decide the charge a sign-in was for (product.md §4): the password, then the line, the
     address, the merchant and the limits, with the usage rows locked. A second delivery of the
     same attempt finds it decided and does nothing. Answers the failure code (None: succeeded
-    or nothing to do)."""
+    or nothing to do).
+
+    The password is checked first, outside any transaction (argon2 holds a core for tens of
+    milliseconds, and no row stays locked meanwhile); then the rows are locked and everything
+    is read again: the counter and lock as they stand then (a failure counted meanwhile
+    counts), and a password changed meanwhile does not count as right."""
+    attempt = await ConfirmationAttempt.get_or_none(id=attempt_id)
+    if attempt is None or attempt.decided_at is not None:
+        return None
+    found = await SubscriberAccount.get_or_none(login_id=attempt.login_id, status=AccountStatus.ACTIVE)
+    password = unseal_password(attempt.sealed_password or "", secret_key)
+    check = (
+        await check_password(found.password_hash, password)
+        if found is not None and password is not None
+        else PasswordCheck("", ok=False)
+    )
+    return await _decide_checked(attempt_id, check)
+
+
+async def _decide_checked(attempt_id: str, check: PasswordCheck) -> str | None:
+    """Lock the attempt, its charge, the ID and the usage rows (in that order) and decide."""
     async with in_transaction():
         attempt = await ConfirmationAttempt.select_for_update().get_or_none(id=attempt_id)
         if attempt is None or attempt.decided_at is not None:
@@ -172,10 +192,8 @@ async def decide_attempt(attempt_id: str, *, secret_key: str) -> str | None:
         account = await SubscriberAccount.select_for_update().get_or_none(
             login_id=attempt.login_id, status=AccountStatus.ACTIVE
         )
-        password = unseal_password(attempt.sealed_password or "", secret_key)
-        password_ok = (
-            account is not None and password is not None and await verify_password(account.password_hash, password)
-        )
+        # Right only against the hash the ID still holds (not one changed while it was checked).
+        password_ok = account is not None and check.ok and account.password_hash == check.checked_hash
         line = usage = None
         facts = PurchaseFacts(
             now=now,
@@ -208,7 +226,8 @@ async def decide_attempt(attempt_id: str, *, secret_key: str) -> str | None:
         decision = decide_purchase(facts)
         if account is not None:
             account.failed_attempts, account.locked_until = decision.failed_attempts, decision.locked_until
-            await account.save(update_fields=["failed_attempts", "locked_until"])
+            rehashed = store_rehash(account, check) if decision.succeeded else []
+            await account.save(update_fields=["failed_attempts", "locked_until", *rehashed])
         if await _wrong_password_retry(charge, decision):
             pass  # back to the subscriber, with no event: the purchase is still open
         else:

@@ -25,7 +25,7 @@ from models.audit_log import Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
 from models.merchants import Merchant, MerchantUser
-from models.passwords import generate_password, hash_password, verify_or_waste, verify_password
+from models.passwords import generate_password, hash_password, store_rehash, verify_or_waste, verify_password
 from models.site_sessions import SiteSession
 
 __all__ = [
@@ -175,16 +175,18 @@ async def counted_sign_in(
     signed in."""
     address = email.strip().lower()
     found = await model.get_or_none(email=address, active=True) if address else None
-    password_ok = await verify_or_waste(found.password_hash if found else None, password)
+    check = await verify_or_waste(found.password_hash if found else None, password)
     if found is None:
         return SignInOutcome.WRONG_PASSWORD, None
     async with in_transaction():
         user = await model.select_for_update().get(id=found.id)
         now = await clock.now()
-        decision = count_sign_in(user, password_ok=password_ok and user.password_hash == found.password_hash, now=now)
+        decision = count_sign_in(user, password_ok=check.ok and user.password_hash == found.password_hash, now=now)
+        rehashed: list[str] = []
         if decision.outcome == SignInOutcome.SIGNED_IN:
             user.last_sign_in_at = now
-        await user.save(update_fields=["failed_attempts", "locked_until", "last_sign_in_at"])
+            rehashed = store_rehash(user, check)
+        await user.save(update_fields=["failed_attempts", "locked_until", "last_sign_in_at", *rehashed])
         actor = Actor(f"{actor_prefix}:{user.id}", request_id)
         target_type = model._meta.db_table.removesuffix("s")  # merchant_user, staff_user
         await audit(actor, f"sign_in.{decision.outcome.value}", target_type, user.id)

@@ -30,7 +30,7 @@ from models.lines import Line, LineStatus
 from models.merchants import Merchant
 from models.operations.purchases import address_in_open_session
 from models.operations.site_users import MY_SITE, count_sign_in, end_user_sessions
-from models.passwords import hash_password, verify_or_waste, verify_password
+from models.passwords import hash_password, store_rehash, verify_or_waste, verify_password
 from models.subscriptions import Subscription
 
 __all__ = [
@@ -82,7 +82,7 @@ async def sign_in_subscriber(
         else None
     )
     # Outside any transaction: argon2 takes its time on a thread while no row is locked.
-    password_ok = await verify_or_waste(found.password_hash if found else None, password)
+    check = await verify_or_waste(found.password_hash if found else None, password)
     if found is None:
         return SubscriberSignIn(FailureCode.INVALID_CREDENTIALS.value)
     async with in_transaction():
@@ -96,7 +96,7 @@ async def sign_in_subscriber(
                 amount=0,
                 account_found=True,
                 # A password changed while this one was checked does not count as right.
-                password_ok=password_ok and account.password_hash == found.password_hash,
+                password_ok=check.ok and account.password_hash == found.password_hash,
                 failed_attempts=account.failed_attempts,
                 locked_until=account.locked_until,
                 line_active=line.status == LineStatus.ACTIVE,
@@ -105,7 +105,8 @@ async def sign_in_subscriber(
             )
         )
         account.failed_attempts, account.locked_until = decision.failed_attempts, decision.locked_until
-        await account.save(update_fields=["failed_attempts", "locked_until"])
+        rehashed = store_rehash(account, check) if decision.succeeded else []
+        await account.save(update_fields=["failed_attempts", "locked_until", *rehashed])
         outcome = decision.failure_code or "signed_in"
         await audit(
             subscriber_actor(account.id, request_id),

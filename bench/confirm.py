@@ -47,17 +47,16 @@ OPS_TOKEN = secrets.token_urlsafe(24)
 LINES = 8  # IDs confirming at once, each on its own line and address
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FINAL = {"succeeded", "failed", "canceled", "expired"}
+DEADLINE = 120  # seconds a confirmation may take before the bench calls it undecided
+POLL = 0.1  # seconds between polls of /status (a script's pace; the wait page refreshes every second)
 
 
 # --- the floor -----------------------------------------------------------------------------
 
 
 def _verify_for(seconds: float) -> int:
-    from argon2 import PasswordHasher
+    from models.passwords import _hasher as hasher  # the production parameters, whatever they are
 
-    from models.passwords import MEMORY_COST_KIB, PARALLELISM, TIME_COST
-
-    hasher = PasswordHasher(time_cost=TIME_COST, memory_cost=MEMORY_COST_KIB, parallelism=PARALLELISM)
     stored = hasher.hash("correct horse battery")
     done, end = 0, time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -177,6 +176,19 @@ class Platform:
                     )
                 )
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each process kind (its whole process group), from /proc."""
+        groups = {process.pid: name for name, process in zip(("web", "relay", "auth"), self.processes, strict=True)}
+        used = dict.fromkeys(groups.values(), 0.0)
+        tick = os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                name = groups.get(int(fields[2]))  # the process group
+                if name is not None:
+                    used[name] += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        return used
+
     def stop(self) -> None:
         """SIGTERM each process group, then SIGKILL whatever is left."""
         for process in self.processes:
@@ -267,7 +279,10 @@ class Load:
 
         login_id, password, address = self.shops[n % len(self.shops)]
         headers = {"X-Forwarded-For": address}
-        async with aiohttp.ClientSession(connector=self.connector, connector_owner=False, headers=headers) as http:
+        jar = aiohttp.CookieJar(unsafe=True)  # the session cookie of an IP address host (127.0.0.1)
+        async with aiohttp.ClientSession(
+            connector=self.connector, connector_owner=False, headers=headers, cookie_jar=jar
+        ) as http:
             async with http.get(f"{self.base}{path}") as page:
                 token = CSRF.search(await page.text())
             if token is None:
@@ -279,9 +294,11 @@ class Load:
             while True:
                 async with http.get(f"{self.base}{path}/status") as response:
                     status = (await response.json())["status"]
-                if status in FINAL:
+                if status in FINAL or status == "requires_confirmation":  # the latter: refused, may retry
                     return posted, time.perf_counter(), status
-                await asyncio.sleep(0.02)
+                if time.perf_counter() - posted > DEADLINE:
+                    return posted, time.perf_counter(), "undecided"
+                await asyncio.sleep(POLL)
 
     async def close(self) -> None:
         """Close the shared connections."""
@@ -300,6 +317,11 @@ MERCHANT: dict[str, Any] = {
     },
 }
 LINE: dict[str, Any] = {"line_type": "hikari_next", "holder_name": "山田 太郎", "base_monthly_fee": 5500}
+
+
+def progress(text: str) -> None:
+    """A line on stderr while the bench runs."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -343,22 +365,33 @@ async def run(seconds: float, burst: int, floor: float) -> None:
         try:
             await load.wait_until_up()
             await load.provision()
+            progress("provisioned; warming up")
             await sustained(load, 8)  # warm up: connections, caches, the workers' pools
+            progress(f"sustained: {burst} at once")
+            before = platform.cpu_seconds()
             rate, outcomes = await sustained(load, burst)
+            after = platform.cpu_seconds()
+            cpu = {name: (after[name] - before[name]) / burst * 1000 for name in after}
+            progress(f"latency: {0.7 * floor:.1f}/s for {seconds:.0f} s")
             latencies, late_outcomes = await at_rate(load, 0.7 * floor, seconds)
+        except BaseException:
+            for log in sorted(Path(logs).glob("*.log")):  # noqa: ASYNC240 - failing anyway
+                progress(f"--- {log.name}\n{log.read_text()[-3000:]}")
+            raise
         finally:
             await load.close()
             platform.stop()
             purge_queues()
     wrong = [s for s in outcomes + late_outcomes if s != "succeeded"]
-    from models.passwords import MEMORY_COST_KIB, PARALLELISM, TIME_COST
+    from models.passwords import _hasher as hasher
 
     print(
-        f"confirmations: page POST -> final /status (argon2id m={MEMORY_COST_KIB} KiB, t={TIME_COST}, "
-        f"p={PARALLELISM}; {os.cpu_count()} cores)"
+        f"confirmations: page POST -> final /status (argon2id m={hasher.memory_cost} KiB, t={hasher.time_cost}, "
+        f"p={hasher.parallelism}; {os.cpu_count()} cores)"
     )
     print(f"  floor: argon2id verifications    {floor:8.1f} /s")
     print(f"  sustained ({burst} at once)        {rate:8.1f} decisions/s")
+    print("  CPU per decision in the burst: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in cpu.items()))
     print(
         f"  at 70% of the floor ({0.7 * floor:.1f}/s for {seconds:.0f} s): "
         f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms"
@@ -377,6 +410,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=200)
     arguments = parser.parse_args()
     floor = argon2_floor()
+    progress(f"floor: {floor:.1f} argon2id verifications/s")
     asyncio.run(run(arguments.seconds, arguments.burst, floor))
 
 

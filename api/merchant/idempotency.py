@@ -47,6 +47,7 @@ async def keyed_transaction(request: web.Request, handler: Handler) -> web.Strea
     lookup to the stored response; anything raised rolls all of it back."""
     if request.method != "POST" or HEADER not in request.headers:
         return await handler(request)
+    await request.read()  # the whole body first: a slow client must not hold a pooled connection
     try:
         async with in_transaction() as connection:
             request[TRANSACTION] = connection

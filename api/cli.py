@@ -71,16 +71,59 @@ async def _up(settings: Settings) -> None:
     await runner.cleanup()
 
 
-async def _web(settings: Settings) -> None:
+async def _web(settings: Settings, *, reuse_port: bool = False) -> None:
     from api.app import create_app
 
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
     await site.start()
-    log.info("web_started", url=settings.base_url)
+    log.info("web_started", url=settings.base_url, pid=os.getpid())
     await _stop_event().wait()
     await runner.cleanup()
+
+
+def _serve_web(settings: Settings) -> int:
+    """``matomete web``: one process as before, or ``MATOMETE_WEB_PROCESSES`` forked ones sharing
+    the port (``SO_REUSEPORT``: the kernel spreads connections), each with its own loop and pool.
+    The parent passes SIGINT/SIGTERM on, waits for them, and fails if one of them fails."""
+    if settings.web_processes == 1:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_web(settings))
+        return 0
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # before any loop or pool exists in this process
+    children = [
+        context.Process(target=_web_child, args=(settings,), name=f"matomete-web-{n}")
+        for n in range(settings.web_processes)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    from multiprocessing.connection import wait
+
+    running = list(children)
+    while running:
+        wait([child.sentinel for child in running])
+        ended = [child for child in running if not child.is_alive()]
+        running = [child for child in running if child.is_alive()]
+        if any(child.exitcode for child in ended):  # one failed: stop the others, and fail
+            forward(signal.SIGTERM, None)
+    return max((abs(child.exitcode or 0) for child in children), default=0)
+
+
+def _web_child(settings: Settings) -> None:
+    """One of several web processes."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_web(settings, reuse_port=True))
 
 
 async def _relay(settings: Settings) -> None:
@@ -323,7 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(log_format=settings.log_format, log_level=settings.log_level, stream=stream)
     if args.command in tools:
         return tools[args.command]()
-    runners = {"up": _up, "web": _web, "relay": _relay, "scheduler": _scheduler, "migrate": _migrate}
+    if args.command == "web":
+        return _serve_web(settings)
+    runners = {"up": _up, "relay": _relay, "scheduler": _scheduler, "migrate": _migrate}
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runners[args.command](settings))
     return 0

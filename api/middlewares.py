@@ -3,6 +3,7 @@ error becomes product.md §9's error object (never a bare 500 page)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -23,6 +24,15 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # A confirmation URL's token is a bearer secret: whoever holds it may answer the purchase.
 BEARER_PATH = re.compile(r"^(/confirm/)[^/]+")
 JSON_PREFIXES = ("/v1", "/ops/v1", "/readyz", "/healthz")
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer (never sent)
+INTERNAL_ERROR = {
+    "error": {
+        "type": "api_error",
+        "code": "internal_error",
+        "message": "Something went wrong on our side; nothing was changed.",
+        "param": None,
+    }
+}
 
 
 @web.middleware
@@ -39,6 +49,10 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     except web.HTTPException as exc:
         status = exc.status
         exc.headers["X-Request-Id"] = request_id
+        raise
+    except asyncio.CancelledError:  # a server cancelling handlers whose client left, or shutdown
+        if _client_gone(request):
+            status = CLIENT_CLOSED_REQUEST
         raise
     else:
         status = response.status
@@ -81,14 +95,32 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # RFC 9110: a 405 names the methods the resource has (aiohttp's exception carries them).
         kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
         return json_response(body, status=exc.status, headers=kept or None)
+    except asyncio.CancelledError:
+        if _client_gone(request):
+            log.info("client_disconnected", path=loggable_path(request.path), error="cancelled")
+        raise
+    except ConnectionError as error:
+        return _connection_error(request, error)
     except Exception:
         log.exception("unhandled_error", path=loggable_path(request.path))
-        body = {
-            "error": {
-                "type": "api_error",
-                "code": "internal_error",
-                "message": "Something went wrong on our side; nothing was changed.",
-                "param": None,
-            }
-        }
-        return json_response(body, status=500)
+        return json_response(INTERNAL_ERROR, status=500)
+
+
+def _connection_error(request: web.Request, error: ConnectionError) -> web.Response:
+    """The answer to a ``ConnectionError``. Once the client has gone, aiohttp fails the body's
+    read with ``ConnectionResetError("Connection lost")`` and a write with
+    ``ClientConnectionResetError`` (a ``ConnectionResetError``): nobody is there to answer and
+    nothing is wrong on our side (an info line, a 499 in the request log). A ``ConnectionError``
+    with the client still there is a crash like any other."""
+    if not _client_gone(request):
+        log.error("unhandled_error", path=loggable_path(request.path), exc_info=error)
+        return json_response(INTERNAL_ERROR, status=500)
+    log.info("client_disconnected", path=loggable_path(request.path), error=repr(error))
+    return web.Response(status=CLIENT_CLOSED_REQUEST)
+
+
+def _client_gone(request: web.Request) -> bool:
+    """True when the client's connection is closed (a ``ConnectionError`` from the database or
+    Redis, with the client still there, is a crash like any other)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()

@@ -18,6 +18,7 @@ __all__ = ["Settings", "SettingsError", "ensure_local_secrets", "load_settings",
 
 PREFIX = "MATOMETE_"
 DEFAULT_DATABASE_FILE = "matomete.sqlite3"
+DEFAULT_DATABASE_POOL_SIZE = 20
 LOG_FORMATS = ("json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -49,6 +50,10 @@ class Settings:
     public_url: str = ""
     webhooks_allow_insecure: bool = False
     billing_batch_lines: int = 2000
+    # Connections in each process's PostgreSQL pool (asyncpg's max_size; SQLite has one).
+    database_pool_size: int = DEFAULT_DATABASE_POOL_SIZE
+    # Processes ``matomete web`` serves with, all on one port (``SO_REUSEPORT``), each with its pool.
+    web_processes: int = 1
     # The carrier's own account payouts are drawn from (総合振込 依頼人): code, bank, branch,
     # account type (1 普通, 2 当座), account number, kana name.
     zengin_payer: tuple[str, str, str, int, str, str] = ("0000000000", "0001", "001", 1, "0000000", "ﾏﾄﾒﾃ")
@@ -151,6 +156,12 @@ def _proxies(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, .
         except ValueError:
             raise SettingsError("TRUSTED_PROXIES", f"{item!r} is not an IP address or network") from None
     return tuple(networks)
+
+
+def _whole(raw: str, name: str, low: int, high: int) -> int:
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SettingsError(name, f"expected a whole number {low}-{high}, got {raw!r}")
+    return int(raw)
 
 
 def _batch_lines(raw: str) -> int:
@@ -257,6 +268,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_url=public_url,
         webhooks_allow_insecure=_flag(env, "WEBHOOKS_ALLOW_INSECURE"),
         billing_batch_lines=_batch_lines(env.get(PREFIX + "BILLING_BATCH_LINES", "2000").strip()),
+        database_pool_size=_whole(
+            env.get(PREFIX + "DATABASE_POOL_SIZE", str(DEFAULT_DATABASE_POOL_SIZE)).strip(),
+            "DATABASE_POOL_SIZE",
+            1,
+            1000,
+        ),
+        web_processes=_whole(env.get(PREFIX + "WEB_PROCESSES", "1").strip(), "WEB_PROCESSES", 1, 256),
         zengin_payer=_payer(env.get(PREFIX + "ZENGIN_PAYER", "0000000000,0001,001,1,0000000,ﾏﾄﾒﾃ")),
         require_services=_flag(env, "REQUIRE_SERVICES"),
         rabbitmq_management_url=_management_url(env.get(PREFIX + "RABBITMQ_MANAGEMENT_URL", "").strip()),

@@ -34,7 +34,9 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
             },
         }
     else:
-        credentials = settings.database_url
+        # asyncpg's pool: Tortoise's default of 5 connections queues a busy web process's requests.
+        separator = "&" if "?" in settings.database_url else "?"
+        credentials = f"{settings.database_url}{separator}maxsize={settings.database_pool_size}"
     return {
         "connections": {"default": credentials},
         "apps": {

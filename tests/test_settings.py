@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from settings import SettingsError, ensure_local_secrets, load_settings
+from settings.database import tortoise_config
 
 
 def test_defaults_are_the_embedded_platform() -> None:
@@ -39,9 +40,13 @@ def test_every_variable_is_read() -> None:
             "MATOMETE_PORT": "9000",
             "MATOMETE_LOG_FORMAT": "console",
             "MATOMETE_LOG_LEVEL": "DEBUG",
+            "MATOMETE_DATABASE_POOL_SIZE": "32",
+            "MATOMETE_WEB_PROCESSES": "2",
         }
     )
     assert settings.database_url == "postgres://app@db.internal:5432/matomete"
+    assert (settings.database_pool_size, settings.web_processes) == (32, 2)
+    assert tortoise_config(settings)["connections"]["default"].endswith("/matomete?maxsize=32")
     assert not settings.embedded
     assert settings.test_clock
     assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.1/32", "192.0.2.0/24"]
@@ -70,6 +75,10 @@ def test_every_variable_is_read() -> None:
         ("SECRET_KEY", "short"),
         ("PUBLIC_URL", "ftp://example.com"),
         ("HOST", " "),
+        ("DATABASE_POOL_SIZE", "0"),
+        ("DATABASE_POOL_SIZE", "many"),
+        ("WEB_PROCESSES", "0"),
+        ("WEB_PROCESSES", "-2"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:

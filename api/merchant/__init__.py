@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 
 from api.keys import SETTINGS
 from api.merchant import charges, docs, events, payouts, refunds, subscriptions, webhooks
-from api.merchant.idempotency import idempotency_middleware
+from api.merchant.idempotency import idempotency_middleware, keyed_transaction
 from api.merchant.table import MERCHANT, merchant_routes
 from api.ratelimit import failed_auth_limit, write_limit
 from billing.errors import AuthenticationFailed
@@ -49,6 +49,7 @@ def merchant_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             failed_auth_limit("api_key_failures"),
+            keyed_transaction,
             api_key_auth,
             write_limit("merchant_writes", _merchant_id),
             idempotency_middleware,

@@ -1,21 +1,26 @@
 """``Idempotency-Key`` on every POST (product.md §9), enforced by the database.
 
-The key row is inserted first (``ON CONFLICT DO NOTHING``), so every request with the key sees
-it. The request then runs inside one transaction holding that row's lock, and the response is
-stored in the same transaction as the change it reports: either both commit or neither does.
-A second request meanwhile finds the row locked (409, in flight); afterwards it finds the stored
-response and gets it again with ``Idempotent-Replayed: true``; with a different body, a 409.
-A request that failed stored nothing, so retrying it with the same key runs it again.
+A keyed POST runs in one transaction (one pooled connection): the key is claimed, its stored
+row read, the request run, and its response stored with the change it reports, so either both
+commit or neither does. On PostgreSQL the claim is a transaction-scoped advisory lock on the
+merchant and key (``pg_try_advisory_xact_lock``): a second request meanwhile cannot take it and
+gets a 409 (in flight) at once, without waiting. On SQLite the backend runs one transaction at a
+time, so the second request simply finds the first one's row. Afterwards the stored response is
+answered again with ``Idempotent-Replayed: true``; with a different body, a 409. A request that
+failed stored nothing, so retrying it with the same key runs it again. The unique
+``(merchant_id, key)`` stays the backstop: a duplicate insert rolls the whole request back.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from datetime import datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from asyncpg.exceptions import LockNotAvailableError
-from tortoise.exceptions import OperationalError
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from api.merchant.table import IDEMPOTENCY_HEADER as HEADER
@@ -24,12 +29,49 @@ from billing.errors import Conflict, InvalidRequest
 from models.clock import clock
 from models.merchants import IdempotencyKey
 
-__all__ = ["idempotency_middleware"]
+__all__ = ["idempotency_middleware", "keyed_transaction", "lock_id"]
+
+# The claim and the key's stored row in one round trip. Should the row's reader miss a request
+# that committed while this statement waited, the unique key refuses the second insert (a 409).
+CLAIM = (
+    "SELECT pg_try_advisory_xact_lock($1) AS claimed, k.id, k.request_fingerprint, k.response_status, "
+    "k.response_body, k.completed_at FROM (SELECT 1) AS one "
+    "LEFT JOIN idempotency_keys AS k ON k.merchant_id = $2 AND k.key = $3"
+)
+TRANSACTION: web.RequestKey[BaseDBAsyncClient] = web.RequestKey("idempotency_transaction", BaseDBAsyncClient)
+
+
+@web.middleware
+async def keyed_transaction(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Open the one transaction (one pooled connection) a keyed POST runs in, from the API key's
+    lookup to the stored response; anything raised rolls all of it back."""
+    if request.method != "POST" or HEADER not in request.headers:
+        return await handler(request)
+    await request.read()  # the whole body first: a slow client must not hold a pooled connection
+    try:
+        async with in_transaction() as connection:
+            request[TRANSACTION] = connection
+            return await handler(request)
+    except IntegrityError:  # the same key inserted meanwhile: nothing of this request was kept
+        raise _in_flight() from None
+
+
+def lock_id(merchant_id: str, key: str) -> int:
+    """The advisory lock's 64-bit id for one merchant's key (a collision only costs a 409)."""
+    digest = hashlib.sha256(f"idempotency\0{merchant_id}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _in_flight() -> Conflict:
+    return Conflict(
+        "A request with this Idempotency-Key is still in flight.", param=HEADER, code="idempotency_key_in_use"
+    )
 
 
 @web.middleware
 async def idempotency_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run a keyed POST at most once per key and body; replay its answer afterwards."""
+    """Run a keyed POST at most once per key and body; replay its answer afterwards. It runs in
+    the transaction ``keyed_transaction`` opened."""
     key = request.headers.get(HEADER)
     if request.method != "POST" or key is None or MERCHANT not in request:
         return await handler(request)
@@ -37,32 +79,70 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         raise InvalidRequest(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.", param=HEADER)
     merchant = request[MERCHANT]
     fingerprint = hashlib.sha256(f"{request.method} {request.path}\n".encode() + await request.read()).hexdigest()
-    await IdempotencyKey.bulk_create(
-        [IdempotencyKey(merchant=merchant, key=key, request_fingerprint=fingerprint, created_at=await clock.now())],
-        ignore_conflicts=True,
+    row = await _claim(request[TRANSACTION], merchant.id, key)
+    if row is not None and row.request_fingerprint != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was used with a different request.", param=HEADER, code="idempotency_key_reused"
+        )
+    if row is not None and row.completed_at is not None:
+        return web.Response(
+            status=row.response_status or 200,
+            text=row.response_body or "",
+            content_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
+    response = await handler(request)
+    if 200 <= response.status < 300 and isinstance(response, web.Response):
+        await _store(row, merchant.id, key, fingerprint, response)
+    return response
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What a key's row holds that the request needs."""
+
+    id: int
+    request_fingerprint: str
+    response_status: int | None
+    response_body: str | None
+    completed_at: datetime | None
+
+
+async def _claim(connection: BaseDBAsyncClient, merchant_id: str, key: str) -> _Stored | None:
+    """Claim the key for this transaction (409 if another request holds it) and read its row."""
+    if connection.capabilities.dialect != "postgres":  # SQLite runs one transaction at a time
+        row = await IdempotencyKey.get_or_none(merchant_id=merchant_id, key=key)
+        if row is None:
+            return None
+        return _Stored(row.id, row.request_fingerprint, row.response_status, row.response_body, row.completed_at)
+    found = (await connection.execute_query_dict(CLAIM, [lock_id(merchant_id, key), merchant_id, key]))[0]
+    if not found["claimed"]:
+        raise _in_flight()
+    if found["id"] is None:
+        return None
+    return _Stored(
+        found["id"],
+        found["request_fingerprint"],
+        found["response_status"],
+        found["response_body"],
+        found["completed_at"],
     )
-    async with in_transaction():
-        try:
-            row = await IdempotencyKey.select_for_update(nowait=True).get(merchant_id=merchant.id, key=key)
-        except (OperationalError, LockNotAvailableError):  # Tortoise passes asyncpg's own through
-            raise Conflict(
-                "A request with this Idempotency-Key is still in flight.", param=HEADER, code="idempotency_key_in_use"
-            ) from None
-        if row.request_fingerprint != fingerprint:
-            raise Conflict(
-                "This Idempotency-Key was used with a different request.", param=HEADER, code="idempotency_key_reused"
-            )
-        if row.completed_at is not None:
-            return web.Response(
-                status=row.response_status or 200,
-                text=row.response_body or "",
-                content_type="application/json",
-                headers={"Idempotent-Replayed": "true"},
-            )
-        response = await handler(request)
-        if 200 <= response.status < 300 and isinstance(response, web.Response):
-            row.response_status = response.status
-            row.response_body = response.text or ""
-            row.completed_at = await clock.now()
-            await row.save(update_fields=["response_status", "response_body", "completed_at"])
-        return response
+
+
+async def _store(row: _Stored | None, merchant_id: str, key: str, fingerprint: str, response: web.Response) -> None:
+    """Keep ``response`` as the key's answer, in the request's transaction."""
+    now = await clock.now()
+    if row is None:
+        await IdempotencyKey.create(
+            merchant_id=merchant_id,
+            key=key,
+            request_fingerprint=fingerprint,
+            response_status=response.status,
+            response_body=response.text or "",
+            created_at=now,
+            completed_at=now,
+        )
+        return
+    await IdempotencyKey.filter(id=row.id).update(
+        response_status=response.status, response_body=response.text or "", completed_at=now
+    )

@@ -91,8 +91,8 @@ def hash_api_key(key: str) -> str:
 
 
 async def api_key_record(key: str) -> ApiKey | None:
-    """The live key record ``key`` stands for, if any."""
-    return await ApiKey.filter(key_hash=hash_api_key(key), revoked_at=None).first()
+    """The live key record ``key`` stands for, if any, with its merchant (one query)."""
+    return await ApiKey.filter(key_hash=hash_api_key(key), revoked_at=None).select_related("merchant").first()
 
 
 async def note_key_used(record: ApiKey) -> bool:

@@ -10,6 +10,7 @@ import pytest
 from conftest import OpsClient, row_counts
 from models.charges import Charge
 from models.merchants import IdempotencyKey
+from settings import Settings
 from tests_support import MERCHANT_BODY, Shop, open_shop
 
 GOOD = {"amount": 500, "description": "ゲーム内コイン 500枚", "return_url": "https://game.example/back"}
@@ -142,11 +143,37 @@ async def test_fifty_concurrent_posts_with_one_key_make_one_charge(client, shop:
     key = {"Idempotency-Key": "stampede"}
     results = await asyncio.gather(*(post(client, shop, "/v1/charges", GOOD, **key) for _ in range(50)))
     assert await Charge.all().count() == 1
+    assert await IdempotencyKey.filter(completed_at__not_isnull=True).count() == 1
     charge_id = (await Charge.first()).id  # type: ignore[union-attr]
     for status, body, _ in results:
         assert (status == 201 and body["id"] == charge_id) or (
             status == 409 and body["error"]["code"] == "idempotency_key_in_use"
         ), (status, body)
+
+
+@pytest.mark.services
+async def test_a_key_claimed_elsewhere_is_in_flight(client, shop: Shop, settings: Settings) -> None:
+    """While another transaction holds the key's claim (PostgreSQL's advisory lock), a POST with
+    it answers 409 at once and writes nothing; once released, the same POST makes the charge."""
+    import asyncpg
+
+    from api.merchant.idempotency import lock_id
+
+    key = {"Idempotency-Key": "held-elsewhere"}
+    holder = await asyncpg.connect(settings.database_url.replace("postgres://", "postgresql://", 1))
+    try:
+        async with holder.transaction():
+            assert await holder.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", lock_id(shop.merchant_id, "held-elsewhere")
+            )
+            status, body, _ = await post(client, shop, "/v1/charges", GOOD, **key)
+            assert (status, body["error"]["code"]) == (409, "idempotency_key_in_use")
+            assert await Charge.all().count() == 0
+    finally:
+        await holder.close()
+    status, body, _ = await post(client, shop, "/v1/charges", GOOD, **key)
+    assert status == 201, body
+    assert await Charge.all().count() == 1
 
 
 async def test_lists_paginate_newest_first(client, shop: Shop) -> None:

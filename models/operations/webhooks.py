@@ -66,7 +66,13 @@ MAX_URL_LENGTH = 2048  # the column's width
 # An absolute http(s) URL without spaces or control characters (a browser is sent to it, or
 # the platform calls it): the same pattern checks return and webhook URLs and is the OpenAPI
 # documents' ``pattern``.
-URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f/?#@]+([/?#][^\s\x00-\x1f\x7f]*)?$"
+# RFC 3986's characters only (an IRI's others are percent-encoded first): a host name or an IP
+# literal and an optional port, then a path or query and a fragment of its characters.
+_U = r"A-Za-z0-9\-._~!$&'()*+,;="
+_PCT = r"%[0-9A-Fa-f]{2}"
+_HOST = rf"(?:\[[0-9A-Fa-f:.]+\]|(?:[{_U}]|{_PCT})+)(?::[0-9]*)?"
+_PCHAR = rf"(?:[{_U}:@/?]|{_PCT})"
+URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://{_HOST}(?:[/?]{_PCHAR}*)?(?:#{_PCHAR}*)?$"
 URL = re.compile(URL_PATTERN)
 BATCH = 500
 

@@ -80,7 +80,15 @@ async def test_a_confirmation_token_longer_than_its_column_is_not_found(client: 
 
 @pytest.mark.parametrize(
     "url",
-    ["http://[::1/x", "http://127.0.0.1:99999/x", "https://example.jp:0/x", "https://exa mple.jp/x", "https://:443/x"],
+    [
+        "http://[::1/x",
+        "http://127.0.0.1:99999/x",
+        "https://example.jp:0/x",
+        "https://exa mple.jp/x",
+        "https://:443/x",
+        "https://<i#Z#J",
+        "https://shop.example/パス",
+    ],
 )
 async def test_a_webhook_url_that_does_not_parse_is_refused(client: Any, shop: Any, url: str) -> None:
     """A URL with a broken IPv6 host, an impossible port or a space answers 400 url_invalid; none is stored."""

@@ -31,11 +31,11 @@ async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResp
     scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not offered:
         raise AuthenticationFailed("An API key is required: Authorization: Bearer sk_live_...", code="missing_api_key")
-    record = await api_key_record(offered)
-    if record is None:
+    live = await api_key_record(offered)
+    if live is None:
         raise AuthenticationFailed("This API key is not valid, or has been revoked.", code="invalid_api_key")
-    await note_key_used(record)
-    request[MERCHANT] = await record.merchant
+    await note_key_used(live.record)
+    request[MERCHANT] = live.merchant
     return await handler(request)
 
 

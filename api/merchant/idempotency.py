@@ -28,6 +28,7 @@ from api.merchant.table import IDEMPOTENCY_KEY, MAX_KEY_LENGTH, MERCHANT
 from billing.errors import Conflict, InvalidRequest
 from models.clock import clock
 from models.merchants import IdempotencyKey
+from models.statements import insert
 
 __all__ = ["idempotency_middleware", "keyed_transaction", "lock_id"]
 
@@ -133,7 +134,8 @@ async def _store(row: _Stored | None, merchant_id: str, key: str, fingerprint: s
     """Keep ``response`` as the key's answer, in the request's transaction."""
     now = await clock.now()
     if row is None:
-        await IdempotencyKey.create(
+        await insert(
+            IdempotencyKey,
             merchant_id=merchant_id,
             key=key,
             request_fingerprint=fingerprint,

@@ -24,6 +24,7 @@ from models.charges import Charge, FailureCode, Refund
 from models.clock import clock
 from models.events import Event
 from models.merchants import Merchant
+from models.statements import insert
 from models.subscriptions import Subscription
 
 __all__ = [
@@ -85,7 +86,7 @@ async def _awaiting_confirmation(merchant: Merchant, purchase: PurchaseRequest, 
     now = await clock.now()
     token = secrets.token_urlsafe(24)
     return {
-        "merchant": merchant,
+        "merchant_id": merchant.id,
         "amount": purchase.amount,
         "description": purchase.description,
         "return_url": purchase.return_url,
@@ -100,12 +101,12 @@ async def _awaiting_confirmation(merchant: Merchant, purchase: PurchaseRequest, 
 
 async def create_charge(merchant: Merchant, purchase: PurchaseRequest, *, base_url: str) -> Charge:
     """A charge in ``requires_confirmation``; the subscriber confirms it at its ``confirmation_url``."""
-    return await Charge.create(**await _awaiting_confirmation(merchant, purchase, base_url=base_url))
+    return await insert(Charge, **await _awaiting_confirmation(merchant, purchase, base_url=base_url))
 
 
 async def create_subscription(merchant: Merchant, purchase: PurchaseRequest, *, base_url: str) -> Subscription:
     """A subscription in ``requires_confirmation``; the first month is charged once confirmed."""
-    return await Subscription.create(**await _awaiting_confirmation(merchant, purchase, base_url=base_url))
+    return await insert(Subscription, **await _awaiting_confirmation(merchant, purchase, base_url=base_url))
 
 
 async def end_charge(charge: Charge, target: ChargeStatus, *, now: datetime, code: FailureCode | None = None) -> None:

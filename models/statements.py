@@ -1,0 +1,107 @@
+"""Fixed statements for the hot paths (``POST /v1/charges`` runs them hundreds of times a second).
+
+Tortoise builds each query anew on every call and runs a new row through the model's field
+validation and ``save()``; on the charge API that costs more CPU than the database work itself
+(issue 14's profile). Here each statement is a fixed text per dialect, which asyncpg prepares
+once per connection and reuses: ``rows(...)`` runs a SELECT written out by hand and
+``insert(...)`` runs the model's own INSERT (the one Tortoise's executor builds once per model)
+with the values converted by the fields themselves. Callers pass values their own validation
+already checked (a pydantic body, a value they made), as the column constraints are the backstop.
+Both run on the connection of the transaction in progress, like any Tortoise query.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, TypeVar
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
+
+__all__ = ["from_row", "insert", "rows"]
+
+M = TypeVar("M", bound=Model)
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+@cache
+def _in_dialect(dialect: str, text: str) -> str:
+    """``text`` (written with PostgreSQL's ``$1, $2, ...``, each once and in order) as
+    ``dialect`` spells its parameters."""
+    if dialect == "postgres":
+        return text
+    numbers = [int(number) for number in _PARAMETER.findall(text)]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"parameters must appear once each, in order: {text}")
+    return _PARAMETER.sub("?", text)
+
+
+def _connection(model: type[Model]) -> BaseDBAsyncClient:
+    """The connection ``model``'s queries would use now (the transaction's, inside one)."""
+    return model._meta.db
+
+
+async def rows(model: type[Model], text: str, values: list[Any]) -> list[dict[str, Any]]:
+    """The rows of the fixed SELECT ``text`` (PostgreSQL parameters) on ``model``'s connection."""
+    connection = _connection(model)
+    return await connection.execute_query_dict(_in_dialect(connection.capabilities.dialect, text), values)
+
+
+def from_row(model: type[M], row: dict[str, Any], prefix: str = "") -> M:
+    """The ``model`` instance a Tortoise SELECT would make of ``row``'s columns (named
+    ``prefix`` + column)."""
+    return model._init_from_db(**{column: row[prefix + column] for column in model._meta.db_fields})
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    """What ``insert`` needs of a model on one connection, worked out once."""
+
+    statement: str
+    parameters: list[tuple[str, Any]]  # (column, field) in the statement's order
+    defaults: list[tuple[str, Any]]  # (column, field) with a default or generated
+    columns: frozenset[str]
+    generated: str | None
+
+
+_PLANS: dict[tuple[type[Model], str], _InsertPlan] = {}
+
+
+def _plan(model: type[Model], connection: BaseDBAsyncClient) -> _InsertPlan:
+    key = (model, connection.connection_name)
+    plan = _PLANS.get(key)
+    if plan is None:
+        meta = model._meta
+        executor = connection.executor_class(model=model, db=connection)  # builds the model's INSERT once
+        by_column = {column: meta.fields_map[meta.fields_db_projection_reverse[column]] for column in meta.db_fields}
+        generated = meta.generated_db_fields
+        plan = _PLANS[key] = _InsertPlan(
+            statement=executor.insert_query,
+            parameters=[(meta.fields_db_projection[name], meta.fields_map[name]) for name in executor.regular_columns],
+            defaults=list(by_column.items()),
+            columns=frozenset(by_column),
+            generated=generated[0] if generated else None,
+        )
+    return plan
+
+
+async def insert(model: type[M], **given: Any) -> M:
+    """A new ``model`` row of ``given`` (foreign keys as ``<name>_id``) and the fields' defaults
+    for the rest, inserted by the model's fixed INSERT; the instance as a SELECT would return it."""
+    connection = _connection(model)
+    plan = _plan(model, connection)
+    if not plan.columns.issuperset(given):
+        raise TypeError(f"{model.__name__} has no columns {sorted(set(given) - plan.columns)}")
+    values = dict(given)
+    for column, field in plan.defaults:
+        if column not in values:
+            default = field.default
+            values[column] = None if field.generated else default() if callable(default) else default
+    result = await connection.execute_insert(
+        plan.statement, [field.to_db_value(values[column], None) for column, field in plan.parameters]
+    )
+    if plan.generated is not None:
+        values[plan.generated] = result if isinstance(result, int) else result[plan.generated]
+    return from_row(model, values)

@@ -10,7 +10,7 @@ aiohttp client in a subprocess; 64 connections, a distinct ``Idempotency-Key`` p
 Needs PostgreSQL on 127.0.0.1 (as ``make test`` does); RabbitMQ is not used (the web process
 only writes the outbox). Prints figures, asserts none; the machine's noise shows in them.
 
-    .venv/bin/python bench/api.py [--seconds 20] [--connections 64] [--processes 1]
+    .venv/bin/python bench/api.py [--seconds 10] [--rounds 3] [--connections 64] [--processes 1]
 """
 
 from __future__ import annotations
@@ -337,26 +337,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-async def measure(
-    name: str, process: subprocess.Popen[bytes], port: int, api_key: str, args: argparse.Namespace
-) -> dict[str, float]:
-    """Warm ``process`` up, then load it; the figures."""
-    url = f"http://127.0.0.1:{port}/v1/charges"
-    await wait_for(f"http://127.0.0.1:{port}/healthz", process)
-    run_load(url, api_key, seconds=2, connections=args.connections, run=f"warm-{name}-{secrets.token_hex(4)}")
-    return run_load(url, api_key, seconds=args.seconds, connections=args.connections, run=secrets.token_hex(6))
-
-
 async def main() -> None:
-    """Start everything, measure the API and its two floors, print RESULT lines, clean up."""
+    """Start the API and its two floors, load each in turn for ``--rounds`` rounds (so the
+    machine's drift falls on all three alike), print the medians and RESULT lines, clean up."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=10, help="of load per server per round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--processes", type=int, default=1, help="MATOMETE_WEB_PROCESSES of the web server")
     parser.add_argument("--pool-size", type=int, default=int(os.environ.get("MATOMETE_DATABASE_POOL_SIZE", "0")))
     args = parser.parse_args()
     await recreate_database()
-    web_port, bare_port, raw_port = free_port(), free_port(), free_port()
+    ports = {"api": free_port(), "bare": free_port(), "asyncpg": free_port()}
     pool_size = args.pool_size or _default_pool_size()
     env = {
         **os.environ,
@@ -364,9 +356,9 @@ async def main() -> None:
         "MATOMETE_BROKER_URL": os.environ.get("MATOMETE_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
         "MATOMETE_OPS_TOKEN": OPS_TOKEN,
         "MATOMETE_SECRET_KEY": secrets.token_hex(32),
-        "MATOMETE_PORT": str(web_port),
+        "MATOMETE_PORT": str(ports["api"]),
         "MATOMETE_HOST": "127.0.0.1",
-        "MATOMETE_LOG_LEVEL": "warning",
+        "MATOMETE_LOG_LEVEL": "info",  # as in production: one JSON line per request (to /dev/null here)
         "MATOMETE_REDIS_URL": "",
         "MATOMETE_RATE_LIMIT_MERCHANT_WRITES": "1000000/second",
         "MATOMETE_WEB_PROCESSES": str(args.processes),
@@ -374,44 +366,56 @@ async def main() -> None:
     if args.pool_size:
         env["MATOMETE_DATABASE_POOL_SIZE"] = str(args.pool_size)
     matomete = str(Path(sys.executable).with_name("matomete"))
-    results: dict[str, dict[str, float]] = {}
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
     processes: list[subprocess.Popen[bytes]] = []
     try:
         web_process = start([matomete, "web"], env)
         processes.append(web_process)
-        await wait_for(f"http://127.0.0.1:{web_port}/healthz", web_process)
-        api_key = await provision(f"http://127.0.0.1:{web_port}")
-        results["api"] = await measure("api", web_process, web_port, api_key, args)
-        stop(web_process)
-        bare = start([sys.executable, __file__, "--serve", "bare", str(bare_port), str(pool_size)])
-        processes.append(bare)
-        await _wait_for_port(bare_port, bare)
-        results["bare"] = await _measure_floor("bare", bare_port, api_key, args)
-        stop(bare)
-        raw = start([sys.executable, __file__, "--serve", "asyncpg", str(raw_port), str(pool_size)])
-        processes.append(raw)
-        await _wait_for_port(raw_port, raw)
-        results["asyncpg"] = await _measure_floor("asyncpg", raw_port, api_key, args)
-        stop(raw)
+        await wait_for(f"http://127.0.0.1:{ports['api']}/healthz", web_process)
+        api_key = await provision(f"http://127.0.0.1:{ports['api']}")
+        for kind in ("bare", "asyncpg"):
+            server = start([sys.executable, __file__, "--serve", kind, str(ports[kind]), str(pool_size)])
+            processes.append(server)
+            await _wait_for_port(ports[kind], server)
+        for name, port in ports.items():  # warm each up: connections open, statements prepared
+            url = f"http://127.0.0.1:{port}/v1/charges"
+            run_load(url, api_key, seconds=2, connections=args.connections, run=f"warm-{name}-{secrets.token_hex(4)}")
+        for _ in range(args.rounds):
+            for name, port in ports.items():
+                url = f"http://127.0.0.1:{port}/v1/charges"
+                figures = run_load(
+                    url, api_key, seconds=args.seconds, connections=args.connections, run=secrets.token_hex(6)
+                )
+                rounds[name].append(figures)
     finally:
         for process in processes:
             stop(process)
         await drop_database()
+    results = {name: {key: _median([r[key] for r in runs]) for key in runs[0]} for name, runs in rounds.items()}
     api, floor, bare_figures = results["api"], results["asyncpg"], results["bare"]
+    ratios = [a["rps"] / f["rps"] for a, f in zip(rounds["api"], rounds["asyncpg"], strict=True)]
     print(
-        f"POST /v1/charges, {args.connections} connections, {args.seconds} s, "
-        f"{args.processes} web process(es), pool {pool_size}, load by {'wrk' if shutil.which('wrk') else 'aiohttp'}"
+        f"POST /v1/charges, {args.connections} connections, {args.rounds} rounds of {args.seconds} s, "
+        f"{args.processes} web process(es), pool {pool_size}, load by {'wrk' if shutil.which('wrk') else 'aiohttp'}; "
+        "medians"
     )
     for name, figures in results.items():
         print(
             f"  {name:8} {figures['rps']:9,.0f} req/s  p50 {figures['p50_ms']:7.1f} ms  "
             f"p99 {figures['p99_ms']:7.1f} ms  errors {figures['errors']:.0f}"
         )
-    print(f"RESULT api_rps={api['rps']:.0f} ratio={api['rps'] / floor['rps']:.2f}")
+    print("  api/asyncpg by round: " + ", ".join(f"{ratio:.2f}" for ratio in ratios))
+    print(f"RESULT api_rps={api['rps']:.0f} ratio={_median(ratios):.2f}")
     print(f"RESULT api_p50_ms={api['p50_ms']:.1f} ratio={api['p50_ms'] / floor['p50_ms']:.2f}")
     print(f"RESULT api_p99_ms={api['p99_ms']:.1f} ratio={api['p99_ms'] / floor['p99_ms']:.2f}")
     print(f"RESULT floor_asyncpg_rps={floor['rps']:.0f} ratio={floor['rps'] / bare_figures['rps']:.2f}")
     print(f"RESULT floor_bare_rps={bare_figures['rps']:.0f} ratio=1.00")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _default_pool_size() -> int:
@@ -436,12 +440,6 @@ async def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
             writer.close()
             return
     raise RuntimeError(f"floor on {port} did not listen")
-
-
-async def _measure_floor(name: str, port: int, api_key: str, args: argparse.Namespace) -> dict[str, float]:
-    url = f"http://127.0.0.1:{port}/v1/charges"
-    run_load(url, api_key, seconds=2, connections=args.connections, run=f"warm-{name}-{secrets.token_hex(4)}")
-    return run_load(url, api_key, seconds=args.seconds, connections=args.connections, run=secrets.token_hex(6))
 
 
 if __name__ == "__main__":

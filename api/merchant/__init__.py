@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 
 from api.keys import SETTINGS
 from api.merchant import charges, docs, events, payouts, refunds, subscriptions, webhooks
-from api.merchant.idempotency import idempotency_middleware, keyed_transaction
+from api.merchant.idempotency import CLAIMED, claimable, idempotency_middleware, keyed_transaction
 from api.merchant.table import MERCHANT, merchant_routes
 from api.ratelimit import failed_auth_limit, write_limit
 from billing.errors import AuthenticationFailed
@@ -31,9 +31,11 @@ async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResp
     scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not offered:
         raise AuthenticationFailed("An API key is required: Authorization: Bearer sk_live_...", code="missing_api_key")
-    live = await api_key_record(offered)
+    live = await api_key_record(offered, claiming=claimable(request))
     if live is None:
         raise AuthenticationFailed("This API key is not valid, or has been revoked.", code="invalid_api_key")
+    if live.claim is not None:
+        request[CLAIMED] = live.claim
     await note_key_used(live.record)
     request[MERCHANT] = live.merchant
     return await handler(request)

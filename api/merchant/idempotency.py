@@ -14,8 +14,6 @@ failed stored nothing, so retrying it with the same key runs it again. The uniqu
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -28,18 +26,21 @@ from api.merchant.table import IDEMPOTENCY_KEY, MAX_KEY_LENGTH, MERCHANT
 from billing.errors import Conflict, InvalidRequest
 from models.clock import clock
 from models.merchants import IdempotencyKey
+from models.operations.merchants import Claim, idempotency_lock_id
 from models.statements import insert
 
-__all__ = ["idempotency_middleware", "keyed_transaction", "lock_id"]
+__all__ = ["CLAIMED", "claimable", "idempotency_middleware", "keyed_transaction", "lock_id"]
 
-# The claim and the key's stored row in one round trip. Should the row's reader miss a request
+# The claim and the key's stored row in one round trip, when the API key's lookup did not make
+# it (``api_key_record(claiming=...)`` does on PostgreSQL). Should the row's reader miss a request
 # that committed while this statement waited, the unique key refuses the second insert (a 409).
 CLAIM = (
-    "SELECT pg_try_advisory_xact_lock($1) AS claimed, k.id, k.request_fingerprint, k.response_status, "
-    "k.response_body, k.completed_at FROM (SELECT 1) AS one "
+    "SELECT pg_try_advisory_xact_lock($1) AS claimed, k.id FROM (SELECT 1) AS one "
     "LEFT JOIN idempotency_keys AS k ON k.merchant_id = $2 AND k.key = $3"
 )
 TRANSACTION: web.RequestKey[BaseDBAsyncClient] = web.RequestKey("idempotency_transaction", BaseDBAsyncClient)
+CLAIMED: web.RequestKey[Claim] = web.RequestKey("idempotency_claim", Claim)
+lock_id = idempotency_lock_id
 
 
 @web.middleware
@@ -57,10 +58,14 @@ async def keyed_transaction(request: web.Request, handler: Handler) -> web.Strea
         raise _in_flight() from None
 
 
-def lock_id(merchant_id: str, key: str) -> int:
-    """The advisory lock's 64-bit id for one merchant's key (a collision only costs a 409)."""
-    digest = hashlib.sha256(f"idempotency\0{merchant_id}\0{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+def claimable(request: web.Request) -> str | None:
+    """The ``Idempotency-Key`` the API key's lookup should claim with it: a well-formed key of a
+    keyed POST, in its transaction on PostgreSQL (SQLite runs one transaction at a time)."""
+    connection = request.get(TRANSACTION)
+    if connection is None or connection.capabilities.dialect != "postgres":
+        return None
+    key = request.headers.get(HEADER)
+    return key if key is not None and IDEMPOTENCY_KEY.fullmatch(key) else None
 
 
 def _in_flight() -> Conflict:
@@ -80,7 +85,10 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         raise InvalidRequest(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.", param=HEADER)
     merchant = request[MERCHANT]
     fingerprint = hashlib.sha256(f"{request.method} {request.path}\n".encode() + await request.read()).hexdigest()
-    row = await _claim(request[TRANSACTION], merchant.id, key)
+    claim = request.get(CLAIMED)
+    if claim is not None and not claim.claimed:
+        raise _in_flight()
+    row = claim.stored if claim is not None else await _claim(request[TRANSACTION], merchant.id, key)
     if row is not None and row.request_fingerprint != fingerprint:
         raise Conflict(
             "This Idempotency-Key was used with a different request.", param=HEADER, code="idempotency_key_reused"
@@ -98,39 +106,18 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     return response
 
 
-@dataclass(frozen=True)
-class _Stored:
-    """What a key's row holds that the request needs."""
-
-    id: int
-    request_fingerprint: str
-    response_status: int | None
-    response_body: str | None
-    completed_at: datetime | None
-
-
-async def _claim(connection: BaseDBAsyncClient, merchant_id: str, key: str) -> _Stored | None:
+async def _claim(connection: BaseDBAsyncClient, merchant_id: str, key: str) -> IdempotencyKey | None:
     """Claim the key for this transaction (409 if another request holds it) and read its row."""
-    if connection.capabilities.dialect != "postgres":  # SQLite runs one transaction at a time
-        row = await IdempotencyKey.get_or_none(merchant_id=merchant_id, key=key)
-        if row is None:
-            return None
-        return _Stored(row.id, row.request_fingerprint, row.response_status, row.response_body, row.completed_at)
-    found = (await connection.execute_query_dict(CLAIM, [lock_id(merchant_id, key), merchant_id, key]))[0]
-    if not found["claimed"]:
-        raise _in_flight()
-    if found["id"] is None:
-        return None
-    return _Stored(
-        found["id"],
-        found["request_fingerprint"],
-        found["response_status"],
-        found["response_body"],
-        found["completed_at"],
-    )
+    if connection.capabilities.dialect == "postgres":
+        found = (await connection.execute_query_dict(CLAIM, [lock_id(merchant_id, key), merchant_id, key]))[0]
+        if not found["claimed"]:
+            raise _in_flight()
+    return await IdempotencyKey.get_or_none(merchant_id=merchant_id, key=key)
 
 
-async def _store(row: _Stored | None, merchant_id: str, key: str, fingerprint: str, response: web.Response) -> None:
+async def _store(
+    row: IdempotencyKey | None, merchant_id: str, key: str, fingerprint: str, response: web.Response
+) -> None:
     """Keep ``response`` as the key's answer, in the request's transaction."""
     now = await clock.now()
     if row is None:

@@ -22,13 +22,14 @@ from billing.zengin import UnknownBank, check_bank_branch
 from models.audit_log import Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
-from models.merchants import ApiKey, BankAccount, FeePlan, Merchant, MerchantStatus, MerchantUser
+from models.merchants import ApiKey, BankAccount, FeePlan, IdempotencyKey, Merchant, MerchantStatus, MerchantUser
 from models.payouts import Payout
 from models.statements import from_row, rows
 
 __all__ = [
     "API_KEY_PREFIX",
     "BankDetails",
+    "Claim",
     "FeeTerms",
     "LiveKey",
     "add_api_key",
@@ -36,6 +37,7 @@ __all__ = [
     "create_merchant",
     "find_merchant",
     "hash_api_key",
+    "idempotency_lock_id",
     "issue_api_key",
     "merchant_details",
     "note_key_used",
@@ -94,30 +96,70 @@ def hash_api_key(key: str) -> str:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """An ``Idempotency-Key`` claimed by the request's transaction (``claimed`` False: another
+    transaction holds it) and its stored row, if any."""
+
+    claimed: bool
+    stored: IdempotencyKey | None
+
+
+@dataclass(frozen=True)
 class LiveKey:
-    """A live API key's record and the merchant it signs for."""
+    """A live API key's record, the merchant it signs for, and the claim asked for with it."""
 
     record: ApiKey
     merchant: Merchant
+    claim: Claim | None = None
+
+
+# The claim's advisory lock id, in SQL: the first 8 bytes of SHA-256 of "idempotency", the
+# merchant id and the key, NUL-separated, as a signed 64-bit integer (``idempotency_lock_id``).
+_LOCK_ID_SQL = (
+    "('x' || encode(substring(sha256('idempotency'::bytea || '\\x00'::bytea || convert_to(k.merchant_id, 'UTF8') "
+    "|| '\\x00'::bytea || convert_to($2, 'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::bigint"
+)
+
+
+def idempotency_lock_id(merchant_id: str, key: str) -> int:
+    """The advisory lock's 64-bit id for one merchant's key (a collision only costs a 409)."""
+    digest = hashlib.sha256(f"idempotency\0{merchant_id}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @cache
-def _live_key_query() -> str:
-    """The key and its merchant in one fixed, prepared statement (every API request runs it)."""
-    key_columns = ", ".join(f'k."{column}" AS "k_{column}"' for column in sorted(ApiKey._meta.db_fields))
-    merchant_columns = ", ".join(f'm."{column}" AS "m_{column}"' for column in sorted(Merchant._meta.db_fields))
-    return (  # the column names are the models' own; the key's digest is a parameter
-        f"SELECT {key_columns}, {merchant_columns} FROM api_keys AS k "  # noqa: S608
-        "JOIN merchants AS m ON m.id = k.merchant_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+def _live_key_query(*, claiming: bool) -> str:
+    """The key and its merchant in one fixed, prepared statement (every API request runs it);
+    ``claiming``, also the claim of an idempotency key (``$2``) and its row."""
+    selected = [f'k."{column}" AS "k_{column}"' for column in sorted(ApiKey._meta.db_fields)]
+    selected += [f'm."{column}" AS "m_{column}"' for column in sorted(Merchant._meta.db_fields)]
+    joined = ""
+    if claiming:
+        selected += [f'i."{column}" AS "i_{column}"' for column in sorted(IdempotencyKey._meta.db_fields)]
+        selected.append(f"pg_try_advisory_xact_lock({_LOCK_ID_SQL}) AS claimed")
+        joined = " LEFT JOIN idempotency_keys AS i ON i.merchant_id = k.merchant_id AND i.key = $2"
+    return (  # the column names are the models' own; the values are parameters
+        f"SELECT {', '.join(selected)} FROM api_keys AS k "  # noqa: S608
+        f"JOIN merchants AS m ON m.id = k.merchant_id{joined} WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
     )
 
 
-async def api_key_record(key: str) -> LiveKey | None:
-    """The live key record ``key`` stands for, if any, with its merchant (one query)."""
-    found = await rows(ApiKey, _live_key_query(), [hash_api_key(key)])
+async def api_key_record(key: str, *, claiming: str | None = None) -> LiveKey | None:
+    """The live key record ``key`` stands for, if any, with its merchant (one query). With
+    ``claiming`` (PostgreSQL, inside the request's transaction), the same statement claims that
+    idempotency key for the transaction and reads its stored row: one round trip, not two."""
+    if claiming is None:
+        found = await rows(ApiKey, _live_key_query(claiming=False), [hash_api_key(key)])
+    else:
+        found = await rows(ApiKey, _live_key_query(claiming=True), [hash_api_key(key), claiming])
     if not found:
         return None
-    return LiveKey(from_row(ApiKey, found[0], "k_"), from_row(Merchant, found[0], "m_"))
+    row = found[0]
+    claim = None
+    if claiming is not None:
+        stored = from_row(IdempotencyKey, row, "i_") if row["i_id"] is not None else None
+        claim = Claim(bool(row["claimed"]), stored)
+    return LiveKey(from_row(ApiKey, row, "k_"), from_row(Merchant, row, "m_"), claim)
 
 
 async def note_key_used(record: ApiKey) -> bool:

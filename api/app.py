@@ -27,6 +27,7 @@ from api.ops_site import SITE as OPS_SITE
 from api.ratelimit import RATE_LIMITER, Limiter, form_limit_middleware, rate_limiter_ctx
 from api.site import setup_sites
 from models.clock import clock
+from models.operations.decisions import DecisionWaiters
 from settings import Settings, SettingsError
 from settings.database import connected
 
@@ -43,6 +44,15 @@ def _database_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterat
     return database
 
 
+def _decisions_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def decisions(app: web.Application) -> AsyncIterator[None]:
+        app[confirm.DECISIONS] = waiters = DecisionWaiters(settings.database_url)
+        yield
+        await waiters.close()
+
+    return decisions
+
+
 def create_app(
     settings: Settings, *, broker_probe: Callable[[], bool] | None = None, demo: bool = False
 ) -> web.Application:
@@ -55,6 +65,7 @@ def create_app(
     app[SETTINGS] = settings
     app[BROKER_PROBE] = broker_probe or queues.broker_probe(settings)
     app.cleanup_ctx.append(_database_ctx(settings))
+    app.cleanup_ctx.append(_decisions_ctx(settings))
     app[RATE_LIMITER] = limiter = Limiter(settings)
     app.cleanup_ctx.append(rate_limiter_ctx(limiter))
     aiohttp_session.setup(app, _cookie_storage(settings))

@@ -48,7 +48,7 @@ LINES = 8  # IDs confirming at once, each on its own line and address
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FINAL = {"succeeded", "failed", "canceled", "expired"}
 DEADLINE = 120  # seconds a confirmation may take before the bench calls it undecided
-POLL = 0.1  # seconds between polls of /status (a script's pace; the wait page refreshes every second)
+WAIT = 5  # /status?wait=5: answered as soon as the decision is in (the wait page does the same)
 
 
 # --- the floor -----------------------------------------------------------------------------
@@ -274,7 +274,7 @@ class Load:
         return paths
 
     async def confirm(self, path: str, n: int) -> tuple[float, float, str]:
-        """Open the page, post the form, poll /status until final: (POST sent, final seen, status)."""
+        """Open the page, post the form, wait on /status until final: (POST sent, final seen, status)."""
         import aiohttp
 
         login_id, password, address = self.shops[n % len(self.shops)]
@@ -292,13 +292,12 @@ class Load:
             async with http.post(f"{self.base}{path}", data=form, allow_redirects=False) as response:
                 await response.read()
             while True:
-                async with http.get(f"{self.base}{path}/status") as response:
+                async with http.get(f"{self.base}{path}/status?wait={WAIT}") as response:
                     status = (await response.json())["status"]
                 if status in FINAL or status == "requires_confirmation":  # the latter: refused, may retry
                     return posted, time.perf_counter(), status
                 if time.perf_counter() - posted > DEADLINE:
                     return posted, time.perf_counter(), "undecided"
-                await asyncio.sleep(POLL)
 
     async def close(self) -> None:
         """Close the shared connections."""

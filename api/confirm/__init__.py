@@ -1,9 +1,10 @@
 """The confirmation pages (product.md §3): the subscriber signs in and confirms or declines.
 
 ``GET /confirm/{token}`` shows what is being bought and the sign-in form; the form posts back
-to the same URL; the answer is decided by the auth worker while ``/wait`` refreshes itself
-(no JavaScript needed) and ``/status`` tells scripts; then the subscriber goes back to the
-merchant's ``return_url`` with a signed status.
+to the same URL; the answer is decided by the auth worker while ``/wait`` waits for it (woken
+by the decision, refreshing itself every few seconds meanwhile: no JavaScript needed) and
+``/status`` tells scripts; then the subscriber goes back to the merchant's ``return_url`` with
+a signed status.
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from api.http import json_response
 from api.keys import SETTINGS
 from api.site.pages import csrf_ok, render
 from api.site.sessions import Site
-from billing.errors import NotFound
+from billing.errors import InvalidRequest, NotFound
 from billing.signing import return_redirect
 from billing.states import ChargeStatus, SubscriptionStatus
 from models.charges import Charge
 from models.merchants import Merchant
 from models.operations import purchases
+from models.operations.decisions import DecisionWaiters
 from models.passwords import seal_password
 from models.subscriptions import Subscription
 from settings import Settings
 
-__all__ = ["SITE", "client_address", "routes"]
+__all__ = ["DECISIONS", "SITE", "client_address", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -41,6 +43,10 @@ async def _nobody(_user_id: str) -> None:
 # Anyone holding the link may answer: no sign-in; the handler checks the form's CSRF token.
 SITE = Site(name="confirm", prefix="/confirm", load_user=_nobody, sign_in_required=False)
 FINAL = {"succeeded", "failed", "canceled"}
+DECISIONS = web.AppKey("decisions", DecisionWaiters)
+WAIT_SECONDS = 4.0  # the wait page's answer waits this long for the decision, then it refreshes
+MAX_STATUS_WAIT = 10
+STATUS_WAIT = re.compile(r"\d{1,2}(\.\d{1,3})?")
 # A confirmation token is ``secrets.token_urlsafe``'s alphabet, at most its 64-character column.
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -198,10 +204,27 @@ async def answer_confirmation(request: web.Request) -> web.StreamResponse:
     return finished or see_other(f"{request.path.rstrip('/')}/wait")
 
 
+async def _decided(request: web.Request, purchase: Purchase, seconds: float) -> Purchase:
+    """``purchase`` once the auth worker has decided it, or as it stands after ``seconds``: the
+    request waits to be woken by the decision (``models.operations.decisions``), not polling."""
+    if seconds <= 0 or (await purchase.status())[0] != "processing":
+        return purchase
+    charge = await purchase.current_charge()
+    if charge is None:
+        return purchase
+    async with request.app[DECISIONS].waiting(charge.id) as wait:
+        purchase = await _purchase(request.match_info["token"])  # decided before we registered?
+        if (await purchase.status())[0] == "processing":
+            await wait(seconds)
+            purchase = await _purchase(request.match_info["token"])
+    return purchase
+
+
 @routes.get("/confirm/{token}/wait")
 async def wait_for_decision(request: web.Request) -> web.StreamResponse:
-    """Refreshes itself every second until the decision is in, then goes back to the merchant."""
-    purchase = await _purchase(request.match_info["token"])
+    """Answers once the decision is in (or after a few seconds, then refreshes itself), and
+    then goes back to the merchant."""
+    purchase = await _decided(request, await _purchase(request.match_info["token"]), WAIT_SECONDS)
     status, _ = await purchase.status()
     if status == "requires_confirmation":
         return see_other(request.path.removesuffix("/wait"))
@@ -214,8 +237,13 @@ async def wait_for_decision(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/confirm/{token}/status")
 async def decision_status(request: web.Request) -> web.Response:
-    """``{status, failure_code, redirect_url}`` for scripts polling the decision."""
-    purchase = await _purchase(request.match_info["token"])
+    """``{status, failure_code, redirect_url}`` for scripts polling the decision; with
+    ``?wait=N`` (seconds, at most 10) it answers once the decision is in, or after N seconds."""
+    wait = request.query.get("wait", "0")
+    if not STATUS_WAIT.fullmatch(wait) or float(wait) > MAX_STATUS_WAIT:
+        error = InvalidRequest(f"wait must be a number of seconds from 0 to {MAX_STATUS_WAIT}.", param="wait")
+        return json_response(error.as_dict(), status=error.status)  # JSON, like the answer it replaces
+    purchase = await _decided(request, await _purchase(request.match_info["token"]), float(wait))
     status, failure_code = await purchase.status()
     return json_response(
         {"status": status, "failure_code": failure_code, "redirect_url": purchase.redirect_url(status)}

@@ -26,6 +26,7 @@ from models.lines import Line, LineSession, LineStatus
 from models.merchants import Merchant, MerchantStatus
 from models.metrics import count_confirmation
 from models.operations.charges import LIVE_SUBSCRIPTIONS, end_charge, end_subscription
+from models.operations.decisions import announce_decided
 from models.outbox import RENEW_SUBSCRIPTION, VERIFY_PURCHASE, send
 from models.passwords import PasswordCheck, check_password, store_rehash, unseal_password
 from models.subscriptions import Subscription
@@ -235,6 +236,7 @@ async def _decide_checked(attempt_id: str, check: PasswordCheck) -> str | None:
         attempt.decided_at, attempt.sealed_password = now, ""  # wiped once decided
         attempt.failure_code = FailureCode(decision.failure_code) if decision.failure_code else None  # type: ignore[assignment]
         await attempt.save(update_fields=["decided_at", "sealed_password", "failure_code"])
+        await announce_decided(charge.id)  # the waiting page learns it on commit
     count_confirmation(decision.failure_code or "succeeded")
     return decision.failure_code
 

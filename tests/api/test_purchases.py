@@ -3,6 +3,7 @@ signs in on the confirmation page, the auth worker decides, the merchant gets a 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -314,3 +315,31 @@ async def test_a_second_answer_changes_nothing(client, shop: Shop, settings: Set
     assert (first.status, again.status) == (303, 303)
     assert (await decided(settings, charge["id"])).status == "succeeded"
     assert await ConfirmationAttempt.filter(charge_id=charge["id"]).count() == 1
+
+
+async def test_status_with_wait_answers_once_the_decision_is_in(client, shop: Shop, settings: Settings) -> None:
+    """/status?wait=N sent while the purchase is processing answers the final status (the
+    request waited for the auth worker's decision), and the wait page then sends the subscriber
+    back at once."""
+    charge = await create_charge(client, shop)
+    path = urlsplit(charge["confirmation_url"]).path
+    posted = await answer(client, charge["confirmation_url"], login_id=shop.login_id, password=shop.password)
+    assert posted.status == 303
+    assert (await Charge.get(id=charge["id"])).status == "processing"  # the outbox is not relayed yet
+
+    async def waiting_status() -> dict[str, Any]:
+        return dict(await (await client.get(path + "/status?wait=10")).json())
+
+    status, _ = await asyncio.gather(waiting_status(), decided(settings, charge["id"]))
+    assert status["status"] == "succeeded"
+    wait = await client.get(path + "/wait", allow_redirects=False)
+    assert (wait.status, wait.headers["Location"]) == (303, status["redirect_url"])
+
+
+@pytest.mark.parametrize("wait", ["-1", "11", "abc", "1e3", "0x10", " 1"])
+async def test_a_malformed_status_wait_is_refused(client, shop: Shop, wait: str) -> None:
+    """?wait= takes 0 to 10 seconds; anything else is a 400 naming the parameter."""
+    charge = await create_charge(client, shop)
+    response = await client.get(urlsplit(charge["confirmation_url"]).path + "/status", params={"wait": wait})
+    assert response.status == 400
+    assert (await response.json())["error"]["param"] == "wait"

@@ -21,8 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,8 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench_support import asyncpg_dsn, drop_database, free_port, recreate_database, start, stop
 
 PG = os.environ.get("MATOMETE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/matomete_bench_api")
 OPS_TOKEN = "bench-ops-token-" + "x" * 16
@@ -67,43 +64,6 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pg_dsn() -> str:
-    """``PG`` as asyncpg spells it."""
-    return PG.replace("postgres://", "postgresql://", 1)
-
-
-async def recreate_database() -> None:
-    """An empty, migrated bench database of its own."""
-    import asyncpg
-
-    from models.migrate import apply_migrations
-    from settings import Settings
-
-    name = PG.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(pg_dsn().rsplit("/", 1)[0] + "/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    await apply_migrations(Settings(database_url=PG))
-
-
-async def drop_database() -> None:
-    """The bench database removed."""
-    import asyncpg
-
-    name = PG.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(pg_dsn().rsplit("/", 1)[0] + "/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
 
 
 async def wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
@@ -165,7 +125,7 @@ def _asyncpg_pool(size: int) -> Any:
     async def context(app: Any) -> Any:
         import asyncpg
 
-        app["pool"] = await asyncpg.create_pool(pg_dsn(), min_size=size, max_size=size)
+        app["pool"] = await asyncpg.create_pool(asyncpg_dsn(PG), min_size=size, max_size=size)
         yield
         await app["pool"].close()
 
@@ -319,24 +279,6 @@ async def _client_load(url: str, api_key: str, seconds: float, connections: int,
 # --- the run -----------------------------------------------------------------------------------
 
 
-def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """A server process in its own process group (so its children stop with it)."""
-    return subprocess.Popen(  # noqa: S603 - our own commands
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group, then wait."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 async def main() -> None:
     """Start the API and its two floors, load each in turn for ``--rounds`` rounds (so the
     machine's drift falls on all three alike), print the medians and RESULT lines, clean up."""
@@ -347,7 +289,7 @@ async def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="MATOMETE_WEB_PROCESSES of the web server")
     parser.add_argument("--pool-size", type=int, default=int(os.environ.get("MATOMETE_DATABASE_POOL_SIZE", "0")))
     args = parser.parse_args()
-    await recreate_database()
+    await recreate_database(PG)
     ports = {"api": free_port(), "bare": free_port(), "asyncpg": free_port()}
     pool_size = args.pool_size or _default_pool_size()
     env = {
@@ -390,7 +332,7 @@ async def main() -> None:
     finally:
         for process in processes:
             stop(process)
-        await drop_database()
+        await drop_database(PG)
     results = {name: {key: _median([r[key] for r in runs]) for key in runs[0]} for name, runs in rounds.items()}
     api, floor, bare_figures = results["api"], results["asyncpg"], results["bare"]
     ratios = [a["rps"] / f["rps"] for a, f in zip(rounds["api"], rounds["asyncpg"], strict=True)]

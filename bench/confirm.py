@@ -28,7 +28,6 @@ import re
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,8 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench_support import ROOT, free_port, recreate_database
+
 BIN = Path(sys.executable).parent
 
 PG = os.environ.get("MATOMETE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/matomete_bench_confirm")
@@ -76,21 +75,6 @@ def argon2_floor(seconds: float = 5.0) -> float:
 # --- the platform ----------------------------------------------------------------------------
 
 
-async def recreate_database() -> None:
-    """An empty, migrated bench database."""
-    import asyncpg
-
-    from models.migrate import apply_migrations
-    from settings import Settings
-
-    name = PG.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(PG.rsplit("/", 1)[0].replace("postgres://", "postgresql://") + "/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    await apply_migrations(Settings(database_url=PG))
-
-
 def purge_queues() -> None:
     """Empty the platform's queues on the bench broker (those that exist)."""
     import pika
@@ -106,13 +90,6 @@ def purge_queues() -> None:
                 channel.queue_purge(queue)
                 channel.close()
     connection.close()
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def procfile_auth() -> tuple[dict[str, str], list[str]]:
@@ -355,7 +332,7 @@ async def at_rate(load: Load, rate: float, seconds: float) -> tuple[list[float],
 
 async def run(seconds: float, burst: int, floor: float) -> None:
     """Start the platform, provision, measure, stop."""
-    await recreate_database()
+    await recreate_database(PG)
     purge_queues()
     with tempfile.TemporaryDirectory(prefix="matomete-bench-confirm-") as logs:
         platform = Platform(Path(logs))

@@ -16,32 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
 import uuid
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_support import recreate_database
 
 PG = os.environ.get("MATOMETE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/matomete_bench")
 AMQP = os.environ.get("MATOMETE_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 QUEUE = "bench_relay"
 BATCH = 500
-
-
-async def recreate_database() -> None:
-    """An empty, migrated bench database."""
-    import asyncpg
-
-    from models.migrate import apply_migrations
-    from settings import Settings
-
-    name = PG.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(PG.rsplit("/", 1)[0].replace("postgres://", "postgresql://") + "/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    await apply_migrations(Settings(database_url=PG))
 
 
 async def fill_outbox(count: int) -> None:
@@ -169,7 +152,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
     count = parser.parse_args().messages
-    await recreate_database()
+    await recreate_database(PG)
     await fill_outbox(count)
     purge_queue()
     relay = await time_relay(count)

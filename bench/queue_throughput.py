@@ -28,8 +28,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import bench_support
+from bench_support import ROOT, asyncpg_dsn, drop_database, free_port, start, stop
 
 PG = os.environ.get("MATOMETE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/matomete_bench_queue")
 AMQP = os.environ.get("MATOMETE_BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -73,44 +71,14 @@ def declare_actor() -> Any:
     return bench_noop
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pg_dsn() -> str:
-    """``PG`` as asyncpg spells it."""
-    return PG.replace("postgres://", "postgresql://", 1)
-
-
 async def recreate_database() -> None:
     """An empty, migrated bench database of its own, with the no-op actor's table."""
     import asyncpg
 
-    from models.migrate import apply_migrations
-    from settings import Settings
-
-    name = PG.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(pg_dsn().rsplit("/", 1)[0] + "/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    await apply_migrations(Settings(database_url=PG))
-    db = await asyncpg.connect(pg_dsn())
+    await bench_support.recreate_database(PG)
+    db = await asyncpg.connect(asyncpg_dsn(PG))
     await db.execute("CREATE TABLE bench_noop (id text PRIMARY KEY, run text NOT NULL, done_at timestamptz)")
     await db.close()
-
-
-async def drop_database() -> None:
-    """The bench database removed."""
-    import asyncpg
-
-    name = PG.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(pg_dsn().rsplit("/", 1)[0] + "/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
 
 
 def reset_queues(*, delete: bool = False) -> None:
@@ -131,31 +99,6 @@ def reset_queues(*, delete: bool = False) -> None:
     if not delete:
         connection.channel().queue_declare(RAW_QUEUE, durable=True)
     connection.close()
-
-
-def start(command: list[str], env: dict[str, str], log: Path | None = None, **options: Any) -> subprocess.Popen[Any]:
-    """A process in its own process group (so its children stop with it), its output to ``log``."""
-    output: Any = log.open("ab") if log else subprocess.DEVNULL
-    return subprocess.Popen(  # noqa: S603 - our own commands
-        command,
-        env=env,
-        cwd=ROOT,
-        stdout=options.pop("stdout", output),
-        stderr=output,
-        start_new_session=True,
-        **options,
-    )
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    """SIGTERM to the process group, then SIGKILL if it has not ended in 15 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @dataclass
@@ -308,7 +251,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
     worker_command = [str(bin_dir / "dramatiq"), "queues", "queue_throughput", "--queues", QUEUE]
     worker_command += ["--processes", str(args.processes), "--threads", str(args.threads)]
     context = await open_database(Settings(database_url=PG))
-    paths = Paths(await asyncpg.connect(pg_dsn()), [], patience=max(120.0, args.messages / 20))
+    paths = Paths(await asyncpg.connect(asyncpg_dsn(PG)), [], patience=max(120.0, args.messages / 20))
     seconds: dict[str, float] = {}
 
     async def outbox(ids: list[str]) -> None:
@@ -337,7 +280,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         actor.broker.close()
         await paths.db.close()
         await close_database(context)
-        await drop_database()
+        await drop_database(PG)
         reset_queues(delete=True)
     shutil.rmtree(logs, ignore_errors=True)  # kept only when a run failed
     return seconds

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from tortoise import connections
@@ -44,6 +45,22 @@ def stamp() -> str:
     """The system clock's milliseconds in hex, as ``models.base.new_id`` starts every id: the
     time-ordered head of the ids one batch writes (``Dialect.new_id``), given as ``stamp``."""
     return f"{time.time_ns() // 1_000_000:0{STAMP_DIGITS}x}"
+
+
+@lru_cache(maxsize=1024)
+def _rendered(postgres: bool, template: str) -> tuple[str, tuple[str, ...]]:
+    """A template's SQL for one backend and its placeholders' names in order (each template is
+    rendered once: the charge API runs the same few hundreds of times a second)."""
+    names: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        names.append(match.group(1))
+        if not postgres:
+            return "?"
+        sql_type = match.group(2)
+        return f"${len(names)}::{sql_type}" if sql_type else f"${len(names)}"
+
+    return PLACEHOLDER.sub(placeholder, template), tuple(names)
 
 
 @dataclass(frozen=True)
@@ -73,16 +90,8 @@ class Dialect:
         return sql, [self._value(params[name]) for name in names]
 
     def _render(self, template: str) -> tuple[str, list[str]]:
-        names: list[str] = []
-
-        def placeholder(match: re.Match[str]) -> str:
-            names.append(match.group(1))
-            if not self.postgres:
-                return "?"
-            sql_type = match.group(2)
-            return f"${len(names)}::{sql_type}" if sql_type else f"${len(names)}"
-
-        return PLACEHOLDER.sub(placeholder, template), names
+        sql, names = _rendered(self.postgres, template)
+        return sql, list(names)
 
     def _value(self, value: Any) -> Any:
         if self.postgres:

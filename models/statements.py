@@ -3,50 +3,30 @@
 Tortoise builds each query anew on every call and runs a new row through the model's field
 validation and ``save()``; on the charge API that costs more CPU than the database work itself
 (issue 14's profile). Here each statement is a fixed text per dialect, which asyncpg prepares
-once per connection and reuses: ``rows(...)`` runs a SELECT written out by hand and
-``insert(...)`` runs the model's own INSERT (the one Tortoise's executor builds once per model)
-with the values converted by the fields themselves. Callers pass values their own validation
-already checked (a pydantic body, a value they made), as the column constraints are the backstop.
-Both run on the connection of the transaction in progress, like any Tortoise query.
+once per connection and reuses: a SELECT written out by hand runs through ``models.sql.execute``
+(its template rendered once) and comes back as models by ``from_row``; ``insert(...)`` runs the
+model's own INSERT (the one Tortoise's executor builds once per model) with the values
+converted by the fields themselves. Callers pass values their own validation already checked (a
+pydantic body, a value they made); the column constraints are the backstop. Both run on the
+connection of the transaction in progress, like any Tortoise query.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
-__all__ = ["from_row", "insert", "rows"]
+__all__ = ["from_row", "insert"]
 
 M = TypeVar("M", bound=Model)
-_PARAMETER = re.compile(r"\$(\d+)")
-
-
-@cache
-def _in_dialect(dialect: str, text: str) -> str:
-    """``text`` (written with PostgreSQL's ``$1, $2, ...``, each once and in order) as
-    ``dialect`` spells its parameters."""
-    if dialect == "postgres":
-        return text
-    numbers = [int(number) for number in _PARAMETER.findall(text)]
-    if numbers != list(range(1, len(numbers) + 1)):
-        raise ValueError(f"parameters must appear once each, in order: {text}")
-    return _PARAMETER.sub("?", text)
 
 
 def _connection(model: type[Model]) -> BaseDBAsyncClient:
     """The connection ``model``'s queries would use now (the transaction's, inside one)."""
     return model._meta.db
-
-
-async def rows(model: type[Model], text: str, values: list[Any]) -> list[dict[str, Any]]:
-    """The rows of the fixed SELECT ``text`` (PostgreSQL parameters) on ``model``'s connection."""
-    connection = _connection(model)
-    return await connection.execute_query_dict(_in_dialect(connection.capabilities.dialect, text), values)
 
 
 def from_row(model: type[M], row: dict[str, Any], prefix: str = "") -> M:
@@ -70,7 +50,7 @@ _PLANS: dict[tuple[type[Model], str], _InsertPlan] = {}
 
 
 def _plan(model: type[Model], connection: BaseDBAsyncClient) -> _InsertPlan:
-    key = (model, connection.connection_name)
+    key = (model, connection.capabilities.dialect)  # the INSERT differs by backend only
     plan = _PLANS.get(key)
     if plan is None:
         meta = model._meta

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from settings import SettingsError, ensure_local_secrets, load_settings
-from settings.database import tortoise_config
+from settings.database import keep_session, tortoise_config
 
 
 def test_defaults_are_the_embedded_platform() -> None:
@@ -46,7 +46,9 @@ def test_every_variable_is_read() -> None:
     )
     assert settings.database_url == "postgres://app@db.internal:5432/matomete"
     assert (settings.database_pool_size, settings.web_processes) == (32, 2)
-    assert tortoise_config(settings)["connections"]["default"].endswith("/matomete?maxsize=32")
+    credentials = tortoise_config(settings)["connections"]["default"]["credentials"]
+    assert (credentials["host"], credentials["database"], credentials["maxsize"]) == ("db.internal", "matomete", "32")
+    assert credentials["reset"] is keep_session  # no reset query on every release
     assert not settings.embedded
     assert settings.test_clock
     assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.1/32", "192.0.2.0/24"]

@@ -3,7 +3,8 @@
 A keyed POST runs in one transaction (one pooled connection): the key is claimed, its stored
 row read, the request run, and its response stored with the change it reports, so either both
 commit or neither does. On PostgreSQL the claim is a transaction-scoped advisory lock on the
-merchant and key (``pg_try_advisory_xact_lock``): a second request meanwhile cannot take it and
+merchant and key (``pg_try_advisory_xact_lock``), taken by the API key's lookup in the same
+statement (``api_key_record(claiming=...)``): a second request meanwhile cannot take it and
 gets a 409 (in flight) at once, without waiting. On SQLite the backend runs one transaction at a
 time, so the second request simply finds the first one's row. Afterwards the stored response is
 answered again with ``Idempotent-Replayed: true``; with a different body, a 409. A request that
@@ -26,21 +27,13 @@ from api.merchant.table import IDEMPOTENCY_KEY, MAX_KEY_LENGTH, MERCHANT
 from billing.errors import Conflict, InvalidRequest
 from models.clock import clock
 from models.merchants import IdempotencyKey
-from models.operations.merchants import Claim, idempotency_lock_id
+from models.operations.merchants import Claim
 from models.statements import insert
 
-__all__ = ["CLAIMED", "claimable", "idempotency_middleware", "keyed_transaction", "lock_id"]
+__all__ = ["CLAIMED", "claimable", "idempotency_middleware", "keyed_transaction"]
 
-# The claim and the key's stored row in one round trip, when the API key's lookup did not make
-# it (``api_key_record(claiming=...)`` does on PostgreSQL). Should the row's reader miss a request
-# that committed while this statement waited, the unique key refuses the second insert (a 409).
-CLAIM = (
-    "SELECT pg_try_advisory_xact_lock($1) AS claimed, k.id FROM (SELECT 1) AS one "
-    "LEFT JOIN idempotency_keys AS k ON k.merchant_id = $2 AND k.key = $3"
-)
 TRANSACTION: web.RequestKey[BaseDBAsyncClient] = web.RequestKey("idempotency_transaction", BaseDBAsyncClient)
 CLAIMED: web.RequestKey[Claim] = web.RequestKey("idempotency_claim", Claim)
-lock_id = idempotency_lock_id
 
 
 @web.middleware
@@ -85,10 +78,11 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         raise InvalidRequest(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.", param=HEADER)
     merchant = request[MERCHANT]
     fingerprint = hashlib.sha256(f"{request.method} {request.path}\n".encode() + await request.read()).hexdigest()
-    claim = request.get(CLAIMED)
+    claim = request.get(CLAIMED)  # made with the API key's lookup (PostgreSQL)
     if claim is not None and not claim.claimed:
         raise _in_flight()
-    row = claim.stored if claim is not None else await _claim(request[TRANSACTION], merchant.id, key)
+    # SQLite runs one transaction at a time: nothing to claim, the row is simply read.
+    row = claim.stored if claim is not None else await IdempotencyKey.get_or_none(merchant_id=merchant.id, key=key)
     if row is not None and row.request_fingerprint != fingerprint:
         raise Conflict(
             "This Idempotency-Key was used with a different request.", param=HEADER, code="idempotency_key_reused"
@@ -104,15 +98,6 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
     if 200 <= response.status < 300 and isinstance(response, web.Response):
         await _store(row, merchant.id, key, fingerprint, response)
     return response
-
-
-async def _claim(connection: BaseDBAsyncClient, merchant_id: str, key: str) -> IdempotencyKey | None:
-    """Claim the key for this transaction (409 if another request holds it) and read its row."""
-    if connection.capabilities.dialect == "postgres":
-        found = (await connection.execute_query_dict(CLAIM, [lock_id(merchant_id, key), merchant_id, key]))[0]
-        if not found["claimed"]:
-            raise _in_flight()
-    return await IdempotencyKey.get_or_none(merchant_id=merchant_id, key=key)
 
 
 async def _store(

@@ -24,7 +24,8 @@ from models.base import fits_id_column
 from models.clock import clock
 from models.merchants import ApiKey, BankAccount, FeePlan, IdempotencyKey, Merchant, MerchantStatus, MerchantUser
 from models.payouts import Payout
-from models.statements import from_row, rows
+from models.sql import execute
+from models.statements import from_row
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -117,7 +118,7 @@ class LiveKey:
 # merchant id and the key, NUL-separated, as a signed 64-bit integer (``idempotency_lock_id``).
 _LOCK_ID_SQL = (
     "('x' || encode(substring(sha256('idempotency'::bytea || '\\x00'::bytea || convert_to(k.merchant_id, 'UTF8') "
-    "|| '\\x00'::bytea || convert_to($2, 'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::bigint"
+    "|| '\\x00'::bytea || convert_to(%(key)s, 'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::bigint"
 )
 
 
@@ -130,17 +131,17 @@ def idempotency_lock_id(merchant_id: str, key: str) -> int:
 @cache
 def _live_key_query(*, claiming: bool) -> str:
     """The key and its merchant in one fixed, prepared statement (every API request runs it);
-    ``claiming``, also the claim of an idempotency key (``$2``) and its row."""
+    ``claiming``, also the claim of an idempotency key (``key``) and its row."""
     selected = [f'k."{column}" AS "k_{column}"' for column in sorted(ApiKey._meta.db_fields)]
     selected += [f'm."{column}" AS "m_{column}"' for column in sorted(Merchant._meta.db_fields)]
     joined = ""
     if claiming:
         selected += [f'i."{column}" AS "i_{column}"' for column in sorted(IdempotencyKey._meta.db_fields)]
         selected.append(f"pg_try_advisory_xact_lock({_LOCK_ID_SQL}) AS claimed")
-        joined = " LEFT JOIN idempotency_keys AS i ON i.merchant_id = k.merchant_id AND i.key = $2"
+        joined = " LEFT JOIN idempotency_keys AS i ON i.merchant_id = k.merchant_id AND i.key = %(key)s"
     return (  # the column names are the models' own; the values are parameters
         f"SELECT {', '.join(selected)} FROM api_keys AS k "  # noqa: S608
-        f"JOIN merchants AS m ON m.id = k.merchant_id{joined} WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+        f"JOIN merchants AS m ON m.id = k.merchant_id{joined} WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL"
     )
 
 
@@ -148,10 +149,9 @@ async def api_key_record(key: str, *, claiming: str | None = None) -> LiveKey | 
     """The live key record ``key`` stands for, if any, with its merchant (one query). With
     ``claiming`` (PostgreSQL, inside the request's transaction), the same statement claims that
     idempotency key for the transaction and reads its stored row: one round trip, not two."""
-    if claiming is None:
-        found = await rows(ApiKey, _live_key_query(claiming=False), [hash_api_key(key)])
-    else:
-        found = await rows(ApiKey, _live_key_query(claiming=True), [hash_api_key(key), claiming])
+    found = await execute(
+        _live_key_query(claiming=claiming is not None), {"key_hash": hash_api_key(key), "key": claiming}
+    )
     if not found:
         return None
     row = found[0]

@@ -157,7 +157,7 @@ async def test_a_key_claimed_elsewhere_is_in_flight(client, shop: Shop, settings
     it answers 409 at once and writes nothing; once released, the same POST makes the charge."""
     import asyncpg
 
-    from api.merchant.idempotency import lock_id
+    from models.operations.merchants import idempotency_lock_id as lock_id
 
     key = {"Idempotency-Key": "held-elsewhere"}
     holder = await asyncpg.connect(settings.database_url.replace("postgres://", "postgresql://", 1))

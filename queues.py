@@ -340,9 +340,28 @@ broker = build_broker(read_broker_url())
 dramatiq.set_broker(broker)
 
 
+def refresh_connection() -> None:
+    """Check this thread's broker connection (answering its heartbeats): one that RabbitMQ has
+    closed meanwhile (a blocking connection left idle misses its heartbeats and is dropped after
+    a minute) is forgotten, so the next use opens a new one instead of failing."""
+    if not isinstance(broker, RabbitmqBroker):
+        return
+    connection = getattr(broker.state, "connection", None)
+    if connection is None:
+        return
+    try:
+        if connection.is_open:
+            connection.process_data_events(time_limit=0)
+            return
+    except pika.exceptions.AMQPError:
+        pass
+    del broker.connection
+
+
 def declare_queues() -> None:
     """Create every queue on the broker now (RabbitMQ declares lazily, on first use)."""
     if isinstance(broker, RabbitmqBroker):
+        refresh_connection()
         for name in QUEUES:
             broker.declare_queue(name, ensure=True)
 

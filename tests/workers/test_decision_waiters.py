@@ -4,6 +4,7 @@ re-reading the charge."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -31,53 +32,52 @@ async def processing_charge() -> Charge:
     )
 
 
-async def test_a_committed_decision_wakes_its_waiter(db: Settings) -> None:
+@pytest.fixture
+async def waiters(db: Settings) -> AsyncIterator[DecisionWaiters]:
+    """A web process's waiters on the test database, closed afterwards."""
+    made = DecisionWaiters(db.database_url)
+    yield made
+    await made.close()
+
+
+async def decide(charge: Charge, status: ChargeStatus) -> None:
+    """Decide ``charge`` and announce it, in one committed transaction."""
+    async with in_transaction():
+        await Charge.filter(id=charge.id).update(status=status)
+        await announce_decided(charge.id)
+
+
+async def test_a_committed_decision_wakes_its_waiter(waiters: DecisionWaiters) -> None:
     """A waiter registered for a charge is woken when the transaction announcing it commits."""
     charge = await processing_charge()
-    waiters = DecisionWaiters(db.database_url)
-    try:
-        async with waiters.waiting(charge.id) as wait:
-            async with in_transaction():
-                await Charge.filter(id=charge.id).update(status=ChargeStatus.SUCCEEDED)
-                await announce_decided(charge.id)
-            assert await wait(30) is True
-    finally:
-        await waiters.close()
+    async with waiters.waiting(charge.id) as wait:
+        await decide(charge, ChargeStatus.SUCCEEDED)
+        assert await wait(30) is True
 
 
-async def test_a_rolled_back_decision_wakes_nobody(db: Settings) -> None:
+async def test_a_rolled_back_decision_wakes_nobody(db: Settings, waiters: DecisionWaiters) -> None:
     """A decision that rolled back announces nothing: the waiter waits out its time."""
     if not db.database_url.startswith("postgres"):
         pytest.skip("SQLite waiters re-read the charge; there is no announcement to roll back")
     charge = await processing_charge()
-    waiters = DecisionWaiters(db.database_url)
 
     async def fail_after_announcing() -> None:
         async with in_transaction():
             await announce_decided(charge.id)
             raise RuntimeError("the decision failed")
 
-    try:
-        async with waiters.waiting(charge.id) as wait:
-            with pytest.raises(RuntimeError):
-                await fail_after_announcing()
-            assert await wait(0.5) is False
-    finally:
-        await waiters.close()
+    async with waiters.waiting(charge.id) as wait:
+        with pytest.raises(RuntimeError):
+            await fail_after_announcing()
+        assert await wait(0.5) is False
 
 
-async def test_another_charges_decision_does_not_wake_a_waiter(db: Settings) -> None:
+async def test_another_charges_decision_does_not_wake_a_waiter(waiters: DecisionWaiters) -> None:
     """Only the charge waited for wakes its waiter."""
     charge, other = await processing_charge(), await processing_charge()
-    waiters = DecisionWaiters(db.database_url)
-    try:
-        async with waiters.waiting(charge.id) as wait:
-            async with in_transaction():
-                await Charge.filter(id=other.id).update(status=ChargeStatus.SUCCEEDED)
-                await announce_decided(other.id)
-            assert await wait(0.5) is False
-    finally:
-        await waiters.close()
+    async with waiters.waiting(charge.id) as wait:
+        await decide(other, ChargeStatus.SUCCEEDED)
+        assert await wait(0.5) is False
 
 
 async def test_an_unreachable_listener_falls_back_to_reading_the_charge(db: Settings) -> None:

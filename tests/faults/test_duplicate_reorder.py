@@ -43,7 +43,13 @@ async def platform_server(aiohttp_server: Any, settings: Settings) -> AsyncItera
     and an in-process worker with the same settings."""
     from api.app import create_app
 
-    chaotic = settings.replace(webhooks_allow_insecure=True, trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))
+    chaotic = settings.replace(
+        webhooks_allow_insecure=True,
+        trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),),
+        # The story is played twice within a minute by the same IDs: duplicates, not guessing, are tested.
+        rate_limit_sign_in_login="1000/minute",
+        rate_limit_sign_in_address="1000/minute",
+    )
     import workers  # noqa: F401 - declares the actors
 
     forget_earlier_tests()
@@ -92,6 +98,7 @@ async def test_duplicated_and_reordered_messages_end_as_a_plain_run(
     """With each message delivered twice, out of order, the figures equal the plain run's; audit clean."""
     server, settings = platform_server
     seed = int(os.environ.get("MATOMETE_FAULT_SEED") or random.randrange(2**32))
+    print(f"duplicate-and-reorder seed: {seed} (MATOMETE_FAULT_SEED={seed} repeats it)")  # noqa: T201 - shown on a failure
     plain = await play(server, settings, seed)
     empty_database(settings.database_url)
     forget_earlier_tests()

@@ -28,22 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_support import asyncpg_dsn, drop_database, free_port, recreate_database, start, stop
+from bench_support import MERCHANT, asyncpg_dsn, drop_database, free_port, recreate_database, start, stop
 
 PG = os.environ.get("MATOMETE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/matomete_bench_api")
 OPS_TOKEN = "bench-ops-token-" + "x" * 16
 BODY = {"amount": 500, "description": "ゲーム内コイン 500枚", "return_url": "https://game.example/back"}
-MERCHANT_BODY: dict[str, Any] = {
-    "name": "ベンチ株式会社",
-    "name_kana": "ベンチ(カ",
-    "bank_account": {
-        "bank_code": "0001",
-        "branch_code": "001",
-        "account_type": "ordinary",
-        "account_number": "1234567",
-        "holder_kana": "ベンチ(カ",
-    },
-}
 
 WRK_SCRIPT = """
 local threads = {}
@@ -91,7 +80,7 @@ async def provision(base: str) -> str:
     headers = {"Authorization": f"Bearer {OPS_TOKEN}"}
     async with (
         aiohttp.ClientSession() as session,
-        session.post(f"{base}/ops/v1/merchants", json=MERCHANT_BODY, headers=headers) as response,
+        session.post(f"{base}/ops/v1/merchants", json=MERCHANT, headers=headers) as response,
     ):
         merchant = await response.json()
         if response.status != 201:

@@ -16,7 +16,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["ROOT", "asyncpg_dsn", "drop_database", "free_port", "recreate_database", "start", "stop"]
+__all__ = ["MERCHANT", "ROOT", "asyncpg_dsn", "drop_database", "free_port", "recreate_database", "start", "stop"]
+
+# The merchant every benchmark provisions through the ops API.
+MERCHANT: dict[str, Any] = {
+    "name": "ベンチ株式会社",
+    "name_kana": "ベンチ(カ",
+    "bank_account": {
+        "bank_code": "0001",
+        "branch_code": "001",
+        "account_type": "ordinary",
+        "account_number": "1234567",
+        "holder_kana": "ベンチ(カ",
+    },
+}
 
 
 def free_port() -> int:

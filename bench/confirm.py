@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench_support import ROOT, free_port, recreate_database
+from bench_support import MERCHANT, ROOT, free_port, recreate_database
 
 BIN = Path(sys.executable).parent
 
@@ -281,17 +281,6 @@ class Load:
         await self.connector.close()
 
 
-MERCHANT: dict[str, Any] = {
-    "name": "ベンチ株式会社",
-    "name_kana": "ベンチ(カ",
-    "bank_account": {
-        "bank_code": "0001",
-        "branch_code": "001",
-        "account_type": "ordinary",
-        "account_number": "1234567",
-        "holder_kana": "ベンチ(カ",
-    },
-}
 LINE: dict[str, Any] = {"line_type": "hikari_next", "holder_name": "山田 太郎", "base_monthly_fee": 5500}
 
 

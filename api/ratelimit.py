@@ -287,6 +287,7 @@ class GuardedForm:
 GUARDED_FORMS: dict[str, GuardedForm] = {
     "/confirm/{token}": GuardedForm("subscriber", _form_field("login_id")),
     "/my/login": GuardedForm("subscriber", _form_field("login_id")),
+    "/oauth/authorize": GuardedForm("subscriber", _form_field("login_id")),
     "/my/password": GuardedForm("subscriber", _signed_in_subscriber),
     "/merchant/login": GuardedForm("merchant_user", _form_field("email")),
     "/merchant/login/otp": GuardedForm("merchant_totp", _pending_merchant_user),

@@ -15,5 +15,6 @@ MODEL_MODULES = [
     "models.audit_log",
     "models.site_sessions",
     "models.scheduler_jobs",
+    "models.camara",
     "models.oauth",
 ]

@@ -15,7 +15,7 @@ OAuthClientStatus = StrEnum("OAuthClientStatus", {"ACTIVE": "active", "REVOKED":
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0016_staff_sign_in")]
+    dependencies = [("models", "0017_camara")]
 
     initial = False
 

@@ -361,3 +361,28 @@ async def test_refund_refusals_name_camara_codes_and_write_nothing(aggregator: A
     assert (await response.json())["code"] == "CARRIER_BILLING_REFUND.INVALID_PAYMENT_STATUS"
     assert await row_counts() == after_prepare
     assert before["refunds"] == after_prepare["refunds"] == 0
+
+
+async def test_the_validation_page_names_the_real_merchant_via_the_aggregator(
+    aggregator: Aggregator, worker: Any
+) -> None:
+    """chargingMetaData.merchantName is shown as the merchant, "via" the aggregator's contracted
+    merchant; once reserved the page says the payment is confirmed, to be completed by the shop."""
+    headers = await aggregator.two_legged()
+    metadata = {"merchantName": "ゲーム工房"}
+    body = payment_body(phoneNumber=PHONE)
+    body["amountTransaction"]["paymentAmount"]["chargingMetaData"] = metadata
+    response = await aggregator.client.post(f"{BASE}/payments/prepare", json=body, headers=headers)
+    url = (await response.json())["validationInfo"]["validationURL"]
+    path = url.removeprefix(aggregator.settings.base_url)
+    page = await (await aggregator.client.get(path, headers={"Accept-Language": "ja"})).text()
+    assert "ゲーム工房（ストリーム動画株式会社 経由）" in page
+    shop = aggregator.shop
+    assert (await answer(aggregator.client, url, login_id=shop.login_id, password=shop.password)).status == 303
+
+    async def reserved() -> bool:
+        return await Charge.filter(status="reserved").exists()
+
+    await settle(aggregator.settings, reserved)
+    done = await (await aggregator.client.get(path, headers={"Accept-Language": "ja"})).text()
+    assert "お支払いを承認しました" in done

@@ -151,7 +151,8 @@ async def cancel_payment(request: web.Request, caller: Caller) -> web.Response:
     return web.Response(status=202)
 
 
-@routes.get("/payments/{payment_id}")
+# "prepare" is no payment's id: /payments/prepare answers for its POST alone (405 Allow: POST).
+@routes.get("/payments/{payment_id:(?!prepare$)[^{}/]+}")
 @operation(READ)
 async def retrieve_payment(request: web.Request, caller: Caller) -> web.Response:
     """RetrievePayment."""
@@ -183,6 +184,7 @@ def _moment(request: web.Request, name: str) -> datetime | None:
 
 def payment_query(request: web.Request, *, prefix: str = "payment") -> PaymentQuery:
     """RetrievePayments' query parameters, checked."""
+    codes = "CARRIER_BILLING" if prefix == "payment" else "CARRIER_BILLING_REFUND"
     known = {"page", "perPage", f"{prefix}CreationDate.gte", f"{prefix}CreationDate.lte", "order"}
     known |= {f"{prefix}Status", "merchantIdentifier"}
     unknown = sorted(set(request.query) - known)
@@ -190,10 +192,10 @@ def payment_query(request: web.Request, *, prefix: str = "payment") -> PaymentQu
         raise Refusal(400, "INVALID_ARGUMENT", f"Unknown query parameter: {unknown[0]}.")
     per_page = _int(request, "perPage", 10)
     if per_page > MAX_PER_PAGE:
-        raise Refusal(400, "CARRIER_BILLING.TOO_MANY_MATCHING_RECORDS", f"perPage may be at most {MAX_PER_PAGE}.")
+        raise Refusal(400, f"{codes}.TOO_MANY_MATCHING_RECORDS", f"perPage may be at most {MAX_PER_PAGE}.")
     start, end = _moment(request, f"{prefix}CreationDate.gte"), _moment(request, f"{prefix}CreationDate.lte")
     if start is not None and end is not None and start > end:
-        raise Refusal(400, "CARRIER_BILLING.INVALID_DATE_RANGE", "The creation date range ends before it starts.")
+        raise Refusal(400, f"{codes}.INVALID_DATE_RANGE", "The creation date range ends before it starts.")
     order = request.query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise Refusal(400, "INVALID_ARGUMENT", "order must be asc or desc.")

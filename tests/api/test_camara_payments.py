@@ -15,10 +15,11 @@ import pytest
 from conftest import OpsClient, row_counts
 from models.accounts import SubscriberAccount
 from models.charges import AccountUsage, Charge
+from models.events import Event
 from models.oauth import OAuthClient
 from models.operations import oauth
 from settings import Settings
-from tests_support import Shop, answer, open_shop, settle
+from tests_support import Shop, answer, at, open_shop, settle
 
 BASE = "/carrier-billing/v0.5"
 SCOPES = [
@@ -386,3 +387,25 @@ async def test_the_validation_page_names_the_real_merchant_via_the_aggregator(
     await settle(aggregator.settings, reserved)
     done = await (await aggregator.client.get(path, headers={"Accept-Language": "ja"})).text()
     assert "お支払いを承認しました" in done
+
+
+async def test_a_reservation_nobody_confirms_expires_cancelled_and_gives_its_amount_back(
+    aggregator: Aggregator, worker: Any
+) -> None:
+    """24 hours after the subscriber's confirmation the scheduler cancels a reservation the aggregator
+    left alone (``charge.canceled``), its usage goes back to 0, and confirming it then is 409 cancelled."""
+    await at(aggregator.settings, "2030-11-10T10:00:00+09:00")
+    headers = await aggregator.two_legged()
+    prepared = await _reserved(aggregator, headers, phoneNumber=PHONE)
+    assert sum(usage.amount for usage in await AccountUsage.all()) == 330
+    await at(aggregator.settings, "2030-11-11T09:59:00+09:00")
+    assert (await Charge.get(id=prepared["paymentId"])).status == "reserved"
+    await at(aggregator.settings, "2030-11-11T10:01:00+09:00")
+    assert (await Charge.get(id=prepared["paymentId"])).status == "canceled"
+    assert sum(usage.amount for usage in await AccountUsage.all()) == 0
+    assert await Event.filter(type="charge.canceled").count() == 1
+    headers = await aggregator.two_legged()  # the clock moved a day: the first token has expired
+    response = await aggregator.client.post(
+        f"{BASE}/payments/{prepared['paymentId']}/confirm", json={"phoneNumber": PHONE}, headers=headers
+    )
+    assert (response.status, (await response.json())["code"]) == (409, "CARRIER_BILLING.PAYMENT_CANCELLED")

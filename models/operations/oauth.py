@@ -34,7 +34,7 @@ from tortoise.transactions import in_transaction
 
 from billing.errors import InvalidRequest, NotFound
 from models.accounts import AccountStatus, SubscriberAccount
-from models.audit_log import Actor, audit
+from models.audit_log import SYSTEM, Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
 from models.oauth import OAuthClient, OAuthClientStatus, OAuthCode, OAuthKey, OAuthTokenUse
@@ -285,13 +285,16 @@ async def _current_key() -> tuple[OAuthKey, ECKey]:
     return row, key
 
 
-async def rotate_signing_key() -> OAuthKey:
+async def rotate_signing_key(*, actor: Actor = SYSTEM) -> OAuthKey:
     """Retire the signing key(s) in use and make a new one; the retired ones stay published and
     verify what they signed until those tokens have expired."""
     async with in_transaction():
         now = await clock.now()
-        await OAuthKey.filter(retired_at__isnull=True).update(retired_at=now)
-        return await _new_key(now)
+        retired = [row.kid for row in await OAuthKey.filter(retired_at__isnull=True)]
+        await OAuthKey.filter(kid__in=retired).update(retired_at=now)
+        row = await _new_key(now)
+        await audit(actor, "oauth_key.rotate", "oauth_key", row.kid, retired=retired)
+    return row
 
 
 def _still_verifies(row: OAuthKey, now: datetime) -> bool:

@@ -4,13 +4,17 @@ the confirmation sign-in with the line check, and the code is exchanged once for
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
 import secrets
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+import structlog
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -21,6 +25,7 @@ from models.clock import clock
 from models.oauth import OAuthClient, OAuthCode
 from models.operations import oauth
 from settings import Settings
+from settings.logging import configure_logging
 from tests_support import CSRF, Shop, open_shop
 
 REDIRECT = "https://aggregator.example/callback"
@@ -231,3 +236,42 @@ async def test_pairwise_subjects_differ_per_client_and_are_stable(
     ]
     assert subjects[0] == subjects[1] != subjects[2]
     assert account.id not in subjects
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """Every structlog line (JSON) and standard library log line written to the buffer it yields."""
+    root_handlers = logging.getLogger().handlers[:]
+    buffer = io.StringIO()
+    configure_logging(log_format="json", log_level="debug", stream=buffer)
+    yield buffer
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = root_handlers
+
+
+async def test_no_secret_of_the_flow_reaches_a_log_line(
+    client: Any, ops: OpsClient, shop: Shop, log_lines: io.StringIO
+) -> None:
+    """The client secret, the password, the code, its verifier and the tokens are never logged."""
+    registered = await _register(ops, shop)
+    verifier = secrets.token_urlsafe(48)
+    path = _authorize_path(registered["client_id"], create_s256_code_challenge(verifier))
+    code = _redirected(await _sign_in(client, path, shop))["code"]
+    body = await (await _exchange(client, registered, code, verifier)).json()
+    logged = log_lines.getvalue()
+    assert '"request"' in logged  # the request lines were captured
+    for secret in (registered["client_secret"], shop.password, code, verifier, body["access_token"], body["id_token"]):
+        assert secret not in logged
+
+
+async def test_the_sign_in_limits_guard_the_form(
+    aiohttp_client: Any, ops: OpsClient, shop: Shop, settings: Settings
+) -> None:
+    """Posts of the form count against the sign-in limits of the ID, as the confirmation form's do: then 429."""
+    from api.app import create_app
+
+    registered = await _register(ops, shop)
+    limited = await aiohttp_client(create_app(settings.replace(rate_limit_sign_in_login="2/minute")))
+    path = _authorize_path(registered["client_id"], create_s256_code_challenge(secrets.token_urlsafe(48)))
+    statuses = [(await _sign_in(limited, path, shop, password="wrong-password")).status for _ in range(3)]
+    assert statuses == [401, 401, 429]

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ MAX_DESCRIPTION = 500
 MAX_AMOUNT = 1_000_000
 MAX_REDIRECT_URI = 2000
 MAX_REDIRECT_URIS = 10
+KID_SHAPE = re.compile(r"[a-z]+_[0-9a-f]{24}")  # models.base.new_id's
 SEALED_ACCOUNT_CLAIM = "mtm_acc"  # our own claim: the signed-in ID, sealed (Fernet) for us alone
 
 
@@ -364,7 +366,7 @@ async def _signing_row(header: Mapping[str, Any], now: datetime) -> OAuthKey:
     kid = header.get("kid")
     if header.get("typ") != ACCESS_TOKEN_TYPE or header.get("alg") != ALGORITHM or not isinstance(kid, str):
         raise TokenRejected("invalid", "not an access token of ours")
-    row = await OAuthKey.get_or_none(kid=kid) if fits_id_column(kid) else None
+    row = await OAuthKey.get_or_none(kid=kid) if KID_SHAPE.fullmatch(kid) else None  # unverified yet
     if row is None or not _still_verifies(row, now):
         raise TokenRejected("invalid", "unknown signing key")
     return row

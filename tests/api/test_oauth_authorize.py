@@ -26,7 +26,7 @@ from models.oauth import OAuthClient, OAuthCode
 from models.operations import oauth
 from settings import Settings
 from settings.logging import configure_logging
-from tests_support import CSRF, Shop, open_shop
+from tests_support import CSRF, MERCHANT_BODY, Shop, open_shop
 
 REDIRECT = "https://aggregator.example/callback"
 SCOPES = "openid carrier-billing:payments:create carrier-billing:payments:read"
@@ -39,8 +39,17 @@ async def shop(ops: OpsClient) -> Shop:
     return await open_shop(ops)
 
 
-async def _register(ops: OpsClient, shop: Shop, name: str = "集約決済") -> dict[str, Any]:
-    body = {"merchant_id": shop.merchant_id, "name": name, "redirect_uris": [REDIRECT], "scopes": SCOPES.split()}
+@pytest.fixture
+async def merchant_id(ops: OpsClient) -> str:
+    """A merchant only, for requests that never get as far as a sign-in."""
+    status, merchant = await ops.post("/ops/v1/merchants", json=MERCHANT_BODY)
+    assert status == 201
+    return str(merchant["id"])
+
+
+async def _register(ops: OpsClient, shop: Shop | str, name: str = "集約決済") -> dict[str, Any]:
+    merchant = shop if isinstance(shop, str) else shop.merchant_id
+    body = {"merchant_id": merchant, "name": name, "redirect_uris": [REDIRECT], "scopes": SCOPES.split()}
     status, created = await ops.post("/ops/v1/oauth_clients", json=body)
     assert status == 201, created
     return dict(created)
@@ -98,6 +107,7 @@ async def test_code_flow_signs_in_on_the_page_and_exchanges_the_code_once(
     verifier = secrets.token_urlsafe(48)
     path = _authorize_path(registered["client_id"], create_s256_code_challenge(verifier))
     page = await client.get(path + "&lang=en")
+    assert page.headers["Cache-Control"] == "no-store"
     text = await page.text()
     assert "集約決済" in text
     assert "動画 1本" in text
@@ -175,10 +185,10 @@ async def test_declining_sends_access_denied(client: Any, ops: OpsClient, shop: 
 
 
 async def test_unknown_clients_and_redirect_uris_get_a_page_never_a_redirect(
-    client: Any, ops: OpsClient, shop: Shop
+    client: Any, ops: OpsClient, merchant_id: str
 ) -> None:
     """An unknown client or an unregistered redirect URI answers an error page (400), with no Location."""
-    registered = await _register(ops, shop)
+    registered = await _register(ops, merchant_id)
     challenge = create_s256_code_challenge(secrets.token_urlsafe(48))
     for path in (
         _authorize_path("oac_0123456789abcdef01234567", challenge),
@@ -206,10 +216,10 @@ async def test_unknown_clients_and_redirect_uris_get_a_page_never_a_redirect(
     ],
 )
 async def test_other_bad_requests_go_back_with_the_error(
-    client: Any, ops: OpsClient, shop: Shop, change: dict[str, str], error: str
+    client: Any, ops: OpsClient, merchant_id: str, change: dict[str, str], error: str
 ) -> None:
     """No S256, another response type, a scope beyond the client's, bad payment details: redirected with error=."""
-    registered = await _register(ops, shop)
+    registered = await _register(ops, merchant_id)
     path = _authorize_path(registered["client_id"], create_s256_code_challenge(secrets.token_urlsafe(48)), **change)
     response = await client.get(path, allow_redirects=False)
     answer = _redirected(response)

@@ -136,6 +136,7 @@ async def test_client_credentials_grant_a_verifiable_two_legged_token(
         ),
         ({"grant_type": "password", "username": "taro"}, True, 400, "unsupported_grant_type"),
         ({"scope": "carrier-billing:payments:read"}, True, 400, "invalid_request"),
+        ({"grant_type": "client_credentials", "scope": "openid\x00"}, True, 400, "invalid_request"),
         ({"grant_type": "authorization_code", "code": "nope", "code_verifier": "x" * 43}, True, 400, "invalid_grant"),
     ],
 )
@@ -180,7 +181,8 @@ async def test_forged_foreign_and_revoked_tokens_are_invalid(client: Any, ops: O
     claims = jwt.decode(token, ECKey.import_key((await oauth.published_keys())["keys"][0])).claims
     forged = jwt.encode(jwt_header(token), claims, ECKey.generate_key("P-256"))
     other_issuer = await oauth.issue_access_token(registered, PAYMENTS, issuer="https://elsewhere.example")
-    for bad in (forged, other_issuer, "not-a-token", token[:-4] + "AAAA"):
+    nul_kid = jwt.encode({**jwt_header(token), "kid": "oak_\x00"}, claims, ECKey.generate_key("P-256"))
+    for bad in (forged, other_issuer, nul_kid, "not-a-token", token[:-4] + "AAAA"):
         with pytest.raises(oauth.TokenRejected) as rejected:
             await oauth.verify_access_token(bad, issuer=issuer)
         assert rejected.value.reason == "invalid"

@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 import queues
 from api import confirm, health, metrics, oauth
 from api import demo as demo_routes
+from api.camara import camara_apps
 from api.keys import BROKER_PROBE, SETTINGS
 from api.merchant import merchant_app
 from api.merchant_site import ROUTES as MERCHANT_SITE_ROUTES
@@ -83,6 +84,8 @@ def create_app(
         app.add_routes(demo_routes.routes)
     app.add_subapp("/ops/v1", ops_app(settings))
     app.add_subapp("/v1", merchant_app(settings))
+    for prefix, camara_app in camara_apps(settings):
+        app.add_subapp(prefix, camara_app)
     return app
 
 

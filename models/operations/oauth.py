@@ -613,10 +613,9 @@ async def check_authorization_request(query: Mapping[str, str]) -> Authorization
     client = await _active_client(query.get("client_id", ""))
     if client is None:
         raise UnknownClientOrRedirect("oauth_unknown_client")
+    # Always named (OpenID Connect requires it), so the token request can be held to the same one.
     redirect_uri = query.get("redirect_uri")
-    if redirect_uri is None and len(client.redirect_uris) == 1:
-        redirect_uri = client.redirect_uris[0]
-    if redirect_uri not in client.redirect_uris:
+    if redirect_uri is None or redirect_uri not in client.redirect_uris:
         raise UnknownClientOrRedirect("oauth_unknown_redirect_uri")
     state = query.get("state")
 

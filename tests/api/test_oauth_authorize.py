@@ -187,12 +187,14 @@ async def test_declining_sends_access_denied(client: Any, ops: OpsClient, shop: 
 async def test_unknown_clients_and_redirect_uris_get_a_page_never_a_redirect(
     client: Any, ops: OpsClient, merchant_id: str
 ) -> None:
-    """An unknown client or an unregistered redirect URI answers an error page (400), with no Location."""
+    """An unknown client, an unregistered redirect URI or none answers an error page (400), with no Location."""
     registered = await _register(ops, merchant_id)
     challenge = create_s256_code_challenge(secrets.token_urlsafe(48))
+    without_redirect = _authorize_path(registered["client_id"], challenge).replace("redirect_uri=", "other=")
     for path in (
         _authorize_path("oac_0123456789abcdef01234567", challenge),
         _authorize_path(registered["client_id"], challenge, redirect_uri="https://evil.example/cb"),
+        without_redirect,
     ):
         response = await client.get(path, allow_redirects=False)
         assert response.status == 400

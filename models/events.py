@@ -20,7 +20,7 @@ from tortoise import fields
 from tortoise.models import Model
 
 from models.base import id_factory
-from models.camara import CamaraPayment
+from models.camara import CamaraPayment, CamaraRefund
 from models.clock import clock
 from models.outbox import DELIVER_WEBHOOK, send, send_many
 
@@ -32,6 +32,7 @@ __all__ = [
     "CAMARA_SINK",
     "EVENT_TYPES",
     "PAYMENT_SINK_EVENTS",
+    "REFUND_SINK_EVENT",
     "STANDARD",
     "DeliveryAttempt",
     "Event",
@@ -48,6 +49,7 @@ EVENT_TYPES = (
     "charge.billed",
     "charge.collected",
     "charge.uncollectible",
+    "refund.credited",
     "subscription.activated",
     "subscription.renewed",
     "subscription.past_due",
@@ -61,6 +63,8 @@ STANDARD, CAMARA_SINK = "standard", "camara_sink"
 # The charge events a CAMARA payment's sink is told of (as payment-reserved, -completed, -denied
 # or -cancelled; models/operations/camara_sinks.py).
 PAYMENT_SINK_EVENTS = ("charge.reserved", "charge.succeeded", "charge.failed", "charge.canceled")
+# A refund accounted for on the subscriber's bill: a CAMARA refund's sink is told (refund-in-bill).
+REFUND_SINK_EVENT = "refund.credited"
 # A delivery handed to the worker is not handed again before this has passed; if the worker
 # died meanwhile, the scheduler finds the delivery due again and retries it.
 DELIVERY_LEASE = timedelta(minutes=2)
@@ -98,6 +102,8 @@ class Event(Model):
                 await WebhookDelivery.schedule(event, endpoint, now=now)
         if event_type in PAYMENT_SINK_EVENTS:
             await event.to_payment_sink(now=now)
+        elif event_type == REFUND_SINK_EVENT:
+            await cls.to_refund_sinks([event], now=now)
         return event
 
     async def to_payment_sink(self, *, now: Any) -> WebhookDelivery | None:
@@ -110,6 +116,17 @@ class Event(Model):
         if endpoint is None or not endpoint.enabled:
             return None
         return await WebhookDelivery.schedule(self, endpoint, now=now)
+
+    @classmethod
+    async def to_refund_sinks(cls, events: list[Event], *, now: Any) -> None:
+        """``refund.credited`` events to the sinks of the CAMARA refunds they are about (those
+        that name one whose endpoint is enabled), as refund-in-bill."""
+        refunds = {event.object_id: event for event in events}
+        for side in await CamaraRefund.filter(refund_id__in=list(refunds), sink__not_isnull=True):
+            event = refunds[side.refund_id]
+            endpoint = await WebhookEndpoint.sink_of(event.merchant_id, str(side.sink))  # type: ignore[attr-defined]
+            if endpoint is not None and endpoint.enabled:
+                await WebhookDelivery.schedule(event, endpoint, now=now, refund_id=side.refund_id)
 
     @classmethod
     async def record_many(cls, event_type: str, objects: list[tuple[str, dict[str, Any]]]) -> int:
@@ -130,6 +147,8 @@ class Event(Model):
             event.id = id_factory("evt")()
         await cls.bulk_create(events, batch_size=1000)
         await cls.fan_out(event_type, events, now=now)
+        if event_type == REFUND_SINK_EVENT:
+            await cls.to_refund_sinks(events, now=now)
         return len(events)
 
     @classmethod
@@ -253,7 +272,11 @@ class WebhookDelivery(Model):
     ) -> WebhookDelivery:
         """A pending delivery of ``event`` to ``endpoint``, handed to the worker at commit."""
         delivery = await cls.create(
-            event=event, endpoint=endpoint, refund_id=refund_id, next_attempt_at=now + DELIVERY_LEASE, created_at=now
+            event_id=event.id,
+            endpoint_id=endpoint.id,
+            refund_id=refund_id,
+            next_attempt_at=now + DELIVERY_LEASE,
+            created_at=now,
         )
         await send(DELIVER_WEBHOOK, delivery.id)
         return delivery

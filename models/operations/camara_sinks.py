@@ -7,7 +7,10 @@ A sink is a ``WebhookEndpoint`` of kind ``camara_sink``, one per merchant (the a
 sink URL, made (or enabled again) by the payment or refund that names it, in that payment's or
 refund's transaction. It subscribes to nothing: a charge's lifecycle event goes to the sink of
 the CAMARA payment the charge is (``Event.to_payment_sink``), and a CAMARA refund's to the sink
-of that refund (``notify_refund``), never to another payment's sink at the same URL.
+of that refund, never to another payment's sink at the same URL: ``refund-completed`` when the
+refund is made (``notify_refund``, in createRefund's transaction), ``refund-in-bill`` when the
+month close accounts for it on the subscriber's bill (its ``refund.credited`` event: credited on
+the bill, netted from the charge billed, or the charge refunded in full before billing).
 
 Each request carries the payment's or refund's own credential, ``Authorization: Bearer``, read
 sealed from its row at every attempt. Once its ``accessTokenExpiresUtc`` has passed nothing is
@@ -29,7 +32,7 @@ from cloudevents.core.v1.event import CloudEvent
 from models.camara import CamaraPayment, CamaraRefund
 from models.charges import Refund
 from models.clock import clock
-from models.events import CAMARA_SINK, Event, WebhookDelivery, WebhookEndpoint
+from models.events import CAMARA_SINK, REFUND_SINK_EVENT, Event, WebhookDelivery, WebhookEndpoint
 from models.merchants import Merchant
 from models.operations.webhooks import Claim, new_secret
 from models.passwords import unseal_password
@@ -194,14 +197,18 @@ async def sink_message(claim: Claim, *, base_url: str, secret_key: str) -> SinkM
         side_refund = await CamaraRefund.get(refund_id=refund.id)
         sealed = side_refund.sealed_sink_credential
         source = refund_url(base_url, refund.charge_id, refund.id)  # type: ignore[attr-defined]
-        kind = REFUND_COMPLETED
         data: dict[str, Any] = {
             "paymentId": refund.charge_id,  # type: ignore[attr-defined]
             "refundId": refund.id,
             "status": "succeeded",
-            "description": f"The refund of {refund.amount} yen is completed.",
-            "refundDate": _stamp(refund.created_at),
         }
+        if event.type == REFUND_SINK_EVENT:
+            kind = REFUND_IN_BILL
+            data["description"] = f"The refund of {refund.amount} yen is accounted for on the subscriber's bill."
+        else:
+            kind = REFUND_COMPLETED
+            data["description"] = f"The refund of {refund.amount} yen is completed."
+            data["refundDate"] = _stamp(refund.created_at)
     else:
         payment = await CamaraPayment.get(charge_id=event.object_id)
         sealed = payment.sealed_sink_credential

@@ -21,18 +21,19 @@ from openapi_schema_validator import OAS30Validator
 from tortoise.transactions import in_transaction
 
 from api.camara.bodies import check_sink, sink_of
+from billing.periods import next_period, period_end, period_of
 from camara_support import BASE, PHONE, Aggregator, payment_body, register_aggregator
 from conftest import OpsClient
 from models.audit_log import Actor
 from models.camara import CamaraRefund
 from models.clock import clock
-from models.events import CAMARA_SINK, DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from models.events import CAMARA_SINK, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from models.operations.camara import Refusal
 from models.operations.camara_sinks import notify_refund
 from models.operations.charges import refund_charge
 from models.passwords import seal_password
 from settings import Settings
-from tests_support import answer, settle
+from tests_support import answer, close, settle
 from workers.scheduler import run_due_jobs
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -249,33 +250,64 @@ async def test_a_denied_and_a_cancelled_payment_are_notified(
     assert sink.received[2]["body"]["data"]["paymentId"] == made["paymentId"]
 
 
-async def test_a_refund_notifies_refund_completed(aggregator: Aggregator, sink: Sink, settings: Settings) -> None:
-    """A CAMARA refund of a completed payment (made here as createRefund makes it: the /v1 refund and
-    its CamaraRefund in one transaction) notifies the refund's sink: refund-completed, valid per the YAML."""
+async def camara_refund(aggregator: Aggregator, sink: Sink, settings: Settings, amount: int) -> tuple[str, str]:
+    """A completed one-step payment and a CAMARA refund of ``amount`` yen of it with the sink, made
+    as createRefund makes it (the /v1 refund and its CamaraRefund in one transaction, then
+    ``notify_refund``): the payment's and the refund's ids."""
     headers = await aggregator.three_legged(consent=330)
     response = await aggregator.client.post(f"{BASE}/payments", json=payment_body(), headers=headers)
     assert response.status == 201, await response.text()
     payment_id = (await response.json())["paymentId"]
     async with in_transaction():
         refund = await refund_charge(
-            aggregator.shop.merchant_id, payment_id, amount=100, reason=None, actor=Actor("test", None)
+            aggregator.shop.merchant_id, payment_id, amount=amount, reason=None, actor=Actor("test", None)
         )
         side = await CamaraRefund.create(
             refund_id=refund.id,
             client_id=aggregator.client_id,
             request_hash="h",
-            reference_code="refund-1",
+            reference_code=f"refund-{refund.id}",
             sink=sink.url,
             sealed_sink_credential=seal(with_sink(sink)["sinkCredential"], settings),
             created_at=refund.created_at,
         )
         await notify_refund(side)
+    return payment_id, refund.id
+
+
+async def test_a_refund_notifies_refund_completed(aggregator: Aggregator, sink: Sink, settings: Settings) -> None:
+    """A CAMARA refund of a completed payment notifies the refund's sink: refund-completed, valid per
+    the YAML, from the refund's resource."""
+    payment_id, refund_id = await camara_refund(aggregator, sink, settings, 100)
     await received(settings, sink, 1)
     assert sink.types == [REFUND + "refund-completed"]
-    source = f"{settings.base_url}/carrier-billing-refund/v0.3/payments/{payment_id}/refunds/{refund.id}"
+    source = f"{settings.base_url}/carrier-billing-refund/v0.3/payments/{payment_id}/refunds/{refund_id}"
     check_cloud_event(sink.received[0], kind=REFUND + "refund-completed", source=source)
     data = sink.received[0]["body"]["data"]
-    assert (data["paymentId"], data["refundId"], data["status"]) == (payment_id, refund.id, "succeeded")
+    assert (data["paymentId"], data["refundId"], data["status"]) == (payment_id, refund_id, "succeeded")
+
+
+async def test_a_refund_accounted_for_on_the_bill_notifies_refund_in_bill(
+    aggregator: Aggregator, sink: Sink, ops: OpsClient, settings: Settings
+) -> None:
+    """The month close nets the refund from the bill: refund.credited for the merchant, and the
+    refund's sink gets refund-in-bill after refund-completed; a second close sends nothing more."""
+    payment_id, refund_id = await camara_refund(aggregator, sink, settings, 100)
+    await received(settings, sink, 1)
+    period = period_of(await clock.now())
+    await clock.move_to(period_end(period) + timedelta(minutes=10))
+    await close(ops, settings, period)
+    await received(settings, sink, 2)
+    assert sink.types == [REFUND + "refund-completed", REFUND + "refund-in-bill"]
+    source = f"{settings.base_url}/carrier-billing-refund/v0.3/payments/{payment_id}/refunds/{refund_id}"
+    check_cloud_event(sink.received[1], kind=REFUND + "refund-in-bill", source=source)
+    data = sink.received[1]["body"]["data"]
+    assert (data["paymentId"], data["refundId"], data["status"]) == (payment_id, refund_id, "succeeded")
+    events = await aggregator.client.get("/v1/events?type=refund.credited", headers=aggregator.shop.auth)
+    assert [e["data"]["object"]["id"] for e in (await events.json())["data"]] == [refund_id]
+    await clock.move_to(period_end(next_period(period)) + timedelta(minutes=10))
+    await close(ops, settings, next_period(period))
+    assert await Event.filter(type="refund.credited").count() == 1
 
 
 def seal(credential: dict[str, Any], settings: Settings) -> str:

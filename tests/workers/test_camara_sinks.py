@@ -338,7 +338,8 @@ async def test_a_410_stops_deliveries_to_the_sink(aggregator: Aggregator, sink: 
 
 
 async def test_a_500_is_retried_with_the_same_event(aggregator: Aggregator, sink: Sink, settings: Settings) -> None:
-    """The sink answers 500 then 204: the retry, once due, carries the same CloudEvent id and is delivered."""
+    """The sink answers 500 then 204: the retry, once due, carries the same CloudEvent id and is
+    delivered; the merchant's replay of the event (/v1) sends it to the sink again, unchanged."""
     headers = await aggregator.two_legged()
     sink.answers = [500]
     await prepared(aggregator, sink, headers)
@@ -352,6 +353,11 @@ async def test_a_500_is_retried_with_the_same_event(aggregator: Aggregator, sink
     first, second = sink.received
     assert first["body"]["id"] == second["body"]["id"]
     assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"]
+    event_id = first["body"]["id"]
+    replay = await aggregator.client.post(f"/v1/events/{event_id}/redeliver", headers=aggregator.shop.auth)
+    assert replay.status == 202, await replay.text()
+    await received(settings, sink, 3)
+    assert sink.received[2]["body"] == first["body"]  # replayed as it was, to the sink only
 
 
 async def test_an_expired_credential_withholds_the_notification(

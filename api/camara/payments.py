@@ -15,6 +15,7 @@ from api.camara.bodies import (
     PhoneNumberBody,
     PreparePaymentBody,
     ValidatePaymentBody,
+    check_sink,
     payment_request,
 )
 from api.camara.conventions import operation, parse
@@ -93,9 +94,11 @@ async def create_payment(request: web.Request, caller: Caller) -> web.Response:
     """createPayment: a one-step payment under the subscriber's consent, decided at once."""
     body = await parse(request, CreatePaymentBody)
     settings = request.config_dict[SETTINGS]
+    asked = payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure)
+    await check_sink(asked.sink, allow_insecure=settings.webhooks_allow_insecure)
     charge, _made = await camara.create_payment(
         caller,
-        payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure),
+        asked,
         base_url=settings.base_url,
         secret_key=settings.secret_key,
         consume=consume_token_once,
@@ -111,11 +114,10 @@ async def prepare_payment(request: web.Request, caller: Caller) -> web.Response:
     """preparePayment: a two-step payment; the subscriber confirms it at its ``validationURL``."""
     body = await parse(request, PreparePaymentBody)
     settings = request.config_dict[SETTINGS]
+    asked = payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure)
+    await check_sink(asked.sink, allow_insecure=settings.webhooks_allow_insecure)
     charge, _made = await camara.prepare_payment(
-        caller,
-        payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure),
-        base_url=settings.base_url,
-        secret_key=settings.secret_key,
+        caller, asked, base_url=settings.base_url, secret_key=settings.secret_key
     )
     side = await CamaraPayment.get(charge_id=charge.id)
     view = await payment_view(request, charge, side)

@@ -250,6 +250,28 @@ async def test_a_denied_and_a_cancelled_payment_are_notified(
     assert sink.received[2]["body"]["data"]["paymentId"] == made["paymentId"]
 
 
+async def test_a_payment_never_confirmed_is_notified_cancelled(
+    aggregator: Aggregator, sink: Sink, settings: Settings
+) -> None:
+    """A prepared payment the subscriber never confirms expires: payment-cancelled (status failed,
+    nobody denied it), valid per the YAML."""
+    headers = await aggregator.two_legged()
+    body = payment_body(phoneNumber=PHONE)
+    body.update(with_sink(sink))
+    response = await aggregator.client.post(f"{BASE}/payments/prepare", json=body, headers=headers)
+    assert response.status == 201, await response.text()
+    made = await response.json()
+    await clock.move_to(await clock.now() + timedelta(hours=1))
+    await run_due_jobs()
+    await received(settings, sink, 1)
+    assert sink.types == [PAYMENT + "payment-cancelled"]
+    check_cloud_event(
+        sink.received[0], kind=PAYMENT + "payment-cancelled", source=made["amountTransaction"]["resourceURL"]
+    )
+    data = sink.received[0]["body"]["data"]
+    assert (data["paymentId"], data["status"]) == (made["paymentId"], "failed")
+
+
 async def camara_refund(aggregator: Aggregator, sink: Sink, settings: Settings, amount: int) -> tuple[str, str]:
     """A completed one-step payment and a CAMARA refund of ``amount`` yen of it with the sink, made
     as createRefund makes it (the /v1 refund and its CamaraRefund in one transaction, then

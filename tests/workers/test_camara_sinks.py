@@ -25,7 +25,7 @@ from billing.periods import next_period, period_end, period_of
 from camara_support import BASE, PHONE, Aggregator, payment_body, register_aggregator
 from conftest import OpsClient
 from models.audit_log import Actor
-from models.camara import CamaraRefund
+from models.camara import CamaraPayment, CamaraRefund
 from models.clock import clock
 from models.events import CAMARA_SINK, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from models.operations.camara import Refusal
@@ -184,10 +184,11 @@ def check_cloud_event(item: dict[str, Any], *, kind: str, source: str) -> None:
 
 
 async def test_a_two_step_payment_notifies_reserved_then_completed(
-    aggregator: Aggregator, sink: Sink, settings: Settings
+    aggregator: Aggregator, sink: Sink, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Prepared with a sink, confirmed by the subscriber then by the aggregator: payment-reserved then
-    payment-completed, each once, with the bearer token, valid CloudEvents whose data the YAML allows."""
+    payment-completed, each once, with the bearer token, valid CloudEvents whose data the YAML allows;
+    the token is stored sealed and never logged."""
     headers = await aggregator.two_legged()
     made = await prepared(aggregator, sink, headers)
     await received(settings, sink, 1)
@@ -215,6 +216,10 @@ async def test_a_two_step_payment_notifies_reserved_then_completed(
     assert (endpoint.url, endpoint.merchant_id) == (sink.url, aggregator.shop.merchant_id)
     listed = await aggregator.client.get("/v1/webhook_endpoints", headers=aggregator.shop.auth)
     assert (await listed.json())["data"] == []  # the merchant's own endpoints only
+    logged = capsys.readouterr()
+    assert "webhook_attempt" in logged.out + logged.err
+    assert TOKEN not in logged.out + logged.err  # the sink's token is never logged
+    assert TOKEN not in str(await CamaraPayment.all().values_list("sealed_sink_credential", flat=True))
 
 
 async def test_a_denied_and_a_cancelled_payment_are_notified(

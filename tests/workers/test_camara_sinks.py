@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import unused_port
 from cloudevents.core.bindings.http import HTTPMessage, from_structured_event
 from openapi_schema_validator import OAS30Validator
+from sites_support import signed_in
 from tortoise.transactions import in_transaction
 
 from api.camara.bodies import check_sink, sink_of
@@ -426,3 +427,29 @@ async def test_sinks_pass_the_engine_destination_checks() -> None:
         assert refused.value.code == "INVALID_SINK"
         await check_sink(address, allow_insecure=True)
     assert sink_of("http://127.0.0.1:9/notify", None, allow_insecure=True) == ("http://127.0.0.1:9/notify", None)
+
+
+async def test_the_merchant_site_shows_a_sink_and_its_deliveries_read_only(
+    client: Any, ops: OpsClient, aggregator: Aggregator, sink: Sink, settings: Settings
+) -> None:
+    """A developer of the aggregator's merchant sees the sink apart from its own endpoints, and its
+    delivery log with replay; the sink cannot be edited there (rotate: 404)."""
+    headers = await aggregator.two_legged()
+    await prepared(aggregator, sink, headers)
+    await received(settings, sink, 1)
+    endpoint = await WebhookEndpoint.get(kind=CAMARA_SINK)
+    delivery = await WebhookDelivery.get(endpoint_id=endpoint.id)
+    browser = await signed_in(ops, client, aggregator.shop.merchant_id, role="developer")
+    _, listing = await browser.get("/merchant/webhooks")
+    assert 'id="camara-sinks"' in listing
+    assert f'href="/merchant/webhooks/{endpoint.id}"' in listing
+    _, page = await browser.get(f"/merchant/webhooks/{endpoint.id}")
+    assert 'id="camara-sink"' in page
+    assert f'id="replay-{delivery.id}"' in page
+    assert 'id="rotate-secret"' not in page
+    replay = await browser.post(f"/merchant/webhooks/{endpoint.id}/deliveries/{delivery.id}/replay", {})
+    assert replay.status in (200, 303), replay.body_text
+    await received(settings, sink, 2)
+    assert sink.received[1]["body"] == sink.received[0]["body"]
+    rotate = await browser.post(f"/merchant/webhooks/{endpoint.id}/rotate", {})
+    assert rotate.status == 404

@@ -14,13 +14,14 @@ from api.merchant_site.pager import page_links
 from api.paging import keyset_page
 from api.site.pages import render, see_other
 from billing.errors import Conflict, InvalidRequest
-from models.events import EVENT_TYPES, STANDARD, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
+from models.events import CAMARA_SINK, EVENT_TYPES, STANDARD, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from models.operations import webhooks
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 DELIVERIES_SHOWN = 50
+SINKS_SHOWN = 50  # an aggregator may name a sink per payment: the newest only
 # The types a merchant may ask for; ``webhook_endpoint.disabled`` is sent whatever is chosen.
 CHOOSABLE_EVENTS = [event_type for event_type in EVENT_TYPES if event_type != "webhook_endpoint.disabled"]
 
@@ -37,8 +38,14 @@ async def _endpoints_page(request: web.Request, *, status: int = 200, **context:
         .order_by("created_at", "id")
         .limit(webhooks.MAX_ENDPOINTS)
     )
+    sinks = (
+        await WebhookEndpoint.filter(merchant_id=staff.merchant.id, kind=CAMARA_SINK, deleted_at=None)
+        .order_by("-created_at", "-id")
+        .limit(SINKS_SHOWN)
+    )
     page = {
         "endpoints": endpoints,
+        "sinks": sinks,
         "event_types": CHOOSABLE_EVENTS,
         "form": {"url": "", "events": ["*"]},
         "errors": {},

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import unused_port
 from cloudevents.core.bindings.http import HTTPMessage, from_structured_event
 from openapi_schema_validator import OAS30Validator
+from sites_support import signed_in
 from tortoise.transactions import in_transaction
 
 from api.camara.bodies import check_sink, sink_of
@@ -25,7 +26,7 @@ from billing.periods import next_period, period_end, period_of
 from camara_support import BASE, PHONE, Aggregator, payment_body, register_aggregator
 from conftest import OpsClient
 from models.audit_log import Actor
-from models.camara import CamaraRefund
+from models.camara import CamaraPayment, CamaraRefund
 from models.clock import clock
 from models.events import CAMARA_SINK, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from models.operations.camara import Refusal
@@ -184,10 +185,11 @@ def check_cloud_event(item: dict[str, Any], *, kind: str, source: str) -> None:
 
 
 async def test_a_two_step_payment_notifies_reserved_then_completed(
-    aggregator: Aggregator, sink: Sink, settings: Settings
+    aggregator: Aggregator, sink: Sink, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Prepared with a sink, confirmed by the subscriber then by the aggregator: payment-reserved then
-    payment-completed, each once, with the bearer token, valid CloudEvents whose data the YAML allows."""
+    payment-completed, each once, with the bearer token, valid CloudEvents whose data the YAML allows;
+    the token is stored sealed and never logged."""
     headers = await aggregator.two_legged()
     made = await prepared(aggregator, sink, headers)
     await received(settings, sink, 1)
@@ -215,6 +217,10 @@ async def test_a_two_step_payment_notifies_reserved_then_completed(
     assert (endpoint.url, endpoint.merchant_id) == (sink.url, aggregator.shop.merchant_id)
     listed = await aggregator.client.get("/v1/webhook_endpoints", headers=aggregator.shop.auth)
     assert (await listed.json())["data"] == []  # the merchant's own endpoints only
+    logged = capsys.readouterr()
+    assert "webhook_attempt" in logged.out + logged.err
+    assert TOKEN not in logged.out + logged.err  # the sink's token is never logged
+    assert TOKEN not in str(await CamaraPayment.all().values_list("sealed_sink_credential", flat=True))
 
 
 async def test_a_denied_and_a_cancelled_payment_are_notified(
@@ -248,6 +254,28 @@ async def test_a_denied_and_a_cancelled_payment_are_notified(
         sink.received[2], kind=PAYMENT + "payment-cancelled", source=made["amountTransaction"]["resourceURL"]
     )
     assert sink.received[2]["body"]["data"]["paymentId"] == made["paymentId"]
+
+
+async def test_a_payment_never_confirmed_is_notified_cancelled(
+    aggregator: Aggregator, sink: Sink, settings: Settings
+) -> None:
+    """A prepared payment the subscriber never confirms expires: payment-cancelled (status failed,
+    nobody denied it), valid per the YAML."""
+    headers = await aggregator.two_legged()
+    body = payment_body(phoneNumber=PHONE)
+    body.update(with_sink(sink))
+    response = await aggregator.client.post(f"{BASE}/payments/prepare", json=body, headers=headers)
+    assert response.status == 201, await response.text()
+    made = await response.json()
+    await clock.move_to(await clock.now() + timedelta(hours=1))
+    await run_due_jobs()
+    await received(settings, sink, 1)
+    assert sink.types == [PAYMENT + "payment-cancelled"]
+    check_cloud_event(
+        sink.received[0], kind=PAYMENT + "payment-cancelled", source=made["amountTransaction"]["resourceURL"]
+    )
+    data = sink.received[0]["body"]["data"]
+    assert (data["paymentId"], data["status"]) == (made["paymentId"], "failed")
 
 
 async def camara_refund(aggregator: Aggregator, sink: Sink, settings: Settings, amount: int) -> tuple[str, str]:
@@ -399,3 +427,29 @@ async def test_sinks_pass_the_engine_destination_checks() -> None:
         assert refused.value.code == "INVALID_SINK"
         await check_sink(address, allow_insecure=True)
     assert sink_of("http://127.0.0.1:9/notify", None, allow_insecure=True) == ("http://127.0.0.1:9/notify", None)
+
+
+async def test_the_merchant_site_shows_a_sink_and_its_deliveries_read_only(
+    client: Any, ops: OpsClient, aggregator: Aggregator, sink: Sink, settings: Settings
+) -> None:
+    """A developer of the aggregator's merchant sees the sink apart from its own endpoints, and its
+    delivery log with replay; the sink cannot be edited there (rotate: 404)."""
+    headers = await aggregator.two_legged()
+    await prepared(aggregator, sink, headers)
+    await received(settings, sink, 1)
+    endpoint = await WebhookEndpoint.get(kind=CAMARA_SINK)
+    delivery = await WebhookDelivery.get(endpoint_id=endpoint.id)
+    browser = await signed_in(ops, client, aggregator.shop.merchant_id, role="developer")
+    _, listing = await browser.get("/merchant/webhooks")
+    assert 'id="camara-sinks"' in listing
+    assert f'href="/merchant/webhooks/{endpoint.id}"' in listing
+    _, page = await browser.get(f"/merchant/webhooks/{endpoint.id}")
+    assert 'id="camara-sink"' in page
+    assert f'id="replay-{delivery.id}"' in page
+    assert 'id="rotate-secret"' not in page
+    replay = await browser.post(f"/merchant/webhooks/{endpoint.id}/deliveries/{delivery.id}/replay", {})
+    assert replay.status in (200, 303), replay.body_text
+    await received(settings, sink, 2)
+    assert sink.received[1]["body"] == sink.received[0]["body"]
+    rotate = await browser.post(f"/merchant/webhooks/{endpoint.id}/rotate", {})
+    assert rotate.status == 404

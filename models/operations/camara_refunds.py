@@ -22,6 +22,7 @@ from models.charges import Charge, Refund
 from models.lines import Line, LineStatus
 from models.merchants import Merchant, MerchantStatus
 from models.operations.camara import Caller, PaymentQuery, Refusal, find_payment, payment_status
+from models.operations.camara_sinks import notify_refund
 from models.operations.charges import refund_charge
 from models.passwords import seal_password
 
@@ -159,7 +160,7 @@ async def create_refund(
             actor=Actor(f"oauth_client:{caller.client_id}", request_id),
         )
         try:
-            await CamaraRefund.create(
+            side = await CamaraRefund.create(
                 refund_id=refund.id,
                 client_id=caller.client_id,
                 client_correlator=request.client_correlator,
@@ -179,6 +180,7 @@ async def create_refund(
             raise Refusal(
                 409, "ALREADY_EXISTS", "A refund with this referenceCode or clientCorrelator exists."
             ) from error
+        await notify_refund(side)  # refund-completed to its sink, in the refund's transaction
     return refund, True
 
 

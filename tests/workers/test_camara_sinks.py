@@ -19,19 +19,15 @@ from aiohttp.test_utils import unused_port
 from cloudevents.core.bindings.http import HTTPMessage, from_structured_event
 from openapi_schema_validator import OAS30Validator
 from sites_support import signed_in
-from tortoise.transactions import in_transaction
 
 from api.camara.bodies import check_sink, sink_of
 from billing.periods import next_period, period_end, period_of
-from camara_support import BASE, PHONE, Aggregator, payment_body, register_aggregator
+from camara_support import BASE, PHONE, REFUND_SCOPES, Aggregator, fresh_reference, payment_body, register_aggregator
 from conftest import OpsClient
-from models.audit_log import Actor
-from models.camara import CamaraPayment, CamaraRefund
+from models.camara import CamaraPayment
 from models.clock import clock
 from models.events import CAMARA_SINK, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from models.operations.camara import Refusal
-from models.operations.camara_sinks import notify_refund
-from models.operations.charges import refund_charge
 from models.passwords import seal_password
 from settings import Settings
 from tests_support import answer, close, settle
@@ -279,28 +275,23 @@ async def test_a_payment_never_confirmed_is_notified_cancelled(
 
 
 async def camara_refund(aggregator: Aggregator, sink: Sink, settings: Settings, amount: int) -> tuple[str, str]:
-    """A completed one-step payment and a CAMARA refund of ``amount`` yen of it with the sink, made
-    as createRefund makes it (the /v1 refund and its CamaraRefund in one transaction, then
-    ``notify_refund``): the payment's and the refund's ids."""
+    """A completed one-step payment and a CAMARA refund of ``amount`` yen of it, asked by
+    createRefund with the sink: the payment's and the refund's ids."""
     headers = await aggregator.three_legged(consent=330)
     response = await aggregator.client.post(f"{BASE}/payments", json=payment_body(), headers=headers)
     assert response.status == 201, await response.text()
     payment_id = (await response.json())["paymentId"]
-    async with in_transaction():
-        refund = await refund_charge(
-            aggregator.shop.merchant_id, payment_id, amount=amount, reason=None, actor=Actor("test", None)
-        )
-        side = await CamaraRefund.create(
-            refund_id=refund.id,
-            client_id=aggregator.client_id,
-            request_hash="h",
-            reference_code=f"refund-{refund.id}",
-            sink=sink.url,
-            sealed_sink_credential=seal(with_sink(sink)["sinkCredential"], settings),
-            created_at=refund.created_at,
-        )
-        await notify_refund(side)
-    return payment_id, refund.id
+    refunds = await aggregator.two_legged(" ".join(REFUND_SCOPES))
+    information = {"amount": amount, "currency": "JPY", "description": "返金", "isTaxIncluded": True}
+    body = {
+        "type": "partial",
+        "amountTransaction": {"refundAmount": {"chargingInformation": information}, "referenceCode": fresh_reference()},
+        **with_sink(sink),
+    }
+    path = f"/carrier-billing-refund/v0.3/payments/{payment_id}/refunds"
+    response = await aggregator.client.post(path, json=body, headers=refunds)
+    assert response.status == 201, await response.text()
+    return payment_id, (await response.json())["refundId"]
 
 
 async def test_a_refund_notifies_refund_completed(aggregator: Aggregator, sink: Sink, settings: Settings) -> None:

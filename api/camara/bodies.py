@@ -160,20 +160,32 @@ def _loopback(url: str) -> bool:
         return False
 
 
+CREDENTIAL_TYPES = ("PLAIN", "ACCESSTOKEN", "REFRESHTOKEN")
+
+
 def sink_of(sink: Any, credential: Any, *, allow_insecure: bool = False) -> tuple[str | None, dict[str, Any] | None]:
     """The sink (an https URL: else 400 ``INVALID_SINK``; an http one to a loopback address too
     when ``allow_insecure``, as for merchants' endpoints) and its credential (``ACCESSTOKEN``
-    only: else ``INVALID_CREDENTIAL``; a token type other than ``bearer``: ``INVALID_TOKEN``)."""
+    only: else ``INVALID_CREDENTIAL``; a token type other than ``bearer``: ``INVALID_TOKEN``).
+    Either of the wrong JSON type, or a credential of a type CAMARA does not define, breaks the
+    schema itself: 400 ``INVALID_ARGUMENT``."""
+    if sink is not None and not isinstance(sink, str):
+        raise Refusal(400, "INVALID_ARGUMENT", "sink must be a string (an https URL).")
+    if credential is not None and (
+        not isinstance(credential, dict) or credential.get("credentialType") not in CREDENTIAL_TYPES
+    ):
+        raise Refusal(
+            400, "INVALID_ARGUMENT", f"sinkCredential must be an object with a credentialType of {CREDENTIAL_TYPES}."
+        )
     if sink is not None and (
-        not isinstance(sink, str)
-        or len(sink) > MAX_URL_LENGTH
+        len(sink) > MAX_URL_LENGTH
         or not URL.fullmatch(sink)
         or not (sink.startswith("https://") or (allow_insecure and sink.startswith("http://") and _loopback(sink)))
     ):
         raise Refusal(400, "INVALID_SINK", "The sink must be an https URL.")
     if credential is None:
         return sink, None
-    if not isinstance(credential, dict) or credential.get("credentialType") != "ACCESSTOKEN":
+    if credential.get("credentialType") != "ACCESSTOKEN":
         raise Refusal(400, "INVALID_CREDENTIAL", "Only a sink credential of type ACCESSTOKEN is supported.")
     if credential.get("accessTokenType") != "bearer":
         raise Refusal(400, "INVALID_TOKEN", "Only an access token of type bearer is supported.")

@@ -269,9 +269,9 @@ async def create_payment(
     the token's single use, in this transaction). Succeeded → the charge; denied → ``Refusal``
     (403 PAYMENT_DENIED, or 422 USER_AMOUNT_THRESHOLD_OVERPASSED over a limit), the denied charge
     kept for the record."""
+    line = await _line_of(caller, request.phone_number)  # who: a phone number's line may be named, and refused
     if not caller.three_legged:
         raise Refusal(403, "PERMISSION_DENIED", "A one-step payment needs the subscriber's consent (a 3-legged token).")
-    line = await _line_of(caller, request.phone_number)
     merchant = await _merchant(caller)
     price = await _price(request, merchant)
     async with in_transaction():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import re
 import socket
@@ -25,7 +26,10 @@ from settings import Settings
 
 T = TypeVar("T")
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-SUBSCRIBER_ADDRESS = "127.0.0.1"  # the address the lines' sessions hold: the line check passes from here
+# Each line holds an address of its own in the documentation prefix (never a destination: the
+# subscriber's browser speaks to the platform on 127.0.0.1 and says where it is with
+# X-Forwarded-For, 127.0.0.1 being a trusted proxy), so that many lines never share an address.
+SUBSCRIBER_PREFIX = "2001:db8:ca:{:x}::"
 MERCHANT_BODY: dict[str, Any] = {
     "name": "アグリゲーター株式会社",
     "name_kana": "アグリゲーター(カ",
@@ -54,6 +58,7 @@ class Subscriber:
     login_id: str
     password: str
     phone_number: str
+    address: str
 
 
 class Platform:
@@ -61,7 +66,9 @@ class Platform:
 
     def __init__(self, settings: Settings, ops_token: str) -> None:
         self.settings = settings.replace(
-            port=free_port(), **settings_changes({field.name for field in fields(settings)})
+            port=free_port(),
+            trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),),
+            **settings_changes({field.name for field in fields(settings)}),
         )
         self.base_url = self.settings.base_url
         self.ops_headers = {"Authorization": f"Bearer {ops_token}"}
@@ -157,7 +164,7 @@ class Platform:
         return self.run(register_client(merchant_id or self.merchant_id, f"CAMARA conformance {number}"))
 
     def new_subscriber(self, *, line_type: str = "hikari_next", monthly_limit: int | None = None) -> Subscriber:
-        """A new line (with a session from :data:`SUBSCRIBER_ADDRESS`, a phone number) and one ID on it."""
+        """A new line (with a session of its own address, a phone number) and one ID on it."""
         number = next(self._numbers)
         stamp = int(time.time()) % 100_000
         line_id = f"CAF{stamp:05d}{number:05d}"
@@ -171,19 +178,23 @@ class Platform:
         status, body = self.ops("PATCH", f"/ops/v1/lines/{line_id}", {"phone_number": phone})
         # Until the platform has phone numbers the line goes without: the cases that need one fail.
         assert status in (200, 400), f"setting the line's phone_number: {status} {body}"
-        status, body = self.ops("POST", f"/ops/v1/lines/{line_id}/sessions", {"address": SUBSCRIBER_ADDRESS})
+        address = SUBSCRIBER_PREFIX.format(number) + "1"
+        status, body = self.ops("POST", f"/ops/v1/lines/{line_id}/sessions", {"address": address})
         assert status in (200, 201), body
         account: dict[str, Any] = {"login_id": login_id}
         if monthly_limit is not None:
             account["monthly_limit"] = monthly_limit
         status, body = self.ops("POST", f"/ops/v1/lines/{line_id}/accounts", account)
         assert status == 201, body
-        return Subscriber(line_id, login_id, body["initial_password"], phone)
+        return Subscriber(line_id, login_id, body["initial_password"], phone, address)
 
     def subscriber_confirms(self, validation_url: str, subscriber: Subscriber, action: str = "confirm") -> int:
         """The subscriber answers the validation page as a browser would; the form's status."""
-        path = urlsplit(validation_url).path + (f"?{urlsplit(validation_url).query}" if urlsplit(validation_url).query else "")
+        path = urlsplit(validation_url).path + (
+            f"?{urlsplit(validation_url).query}" if urlsplit(validation_url).query else ""
+        )
         browser = requests.Session()
+        browser.headers["X-Forwarded-For"] = subscriber.address
         try:
             page = browser.get(self.base_url + path, timeout=30)
             token = CSRF.search(page.text)

@@ -71,7 +71,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     from camara_steps import ALIAS_USES
 
-    counts = {kind: sum(1 for outcome in OUTCOMES.values() if outcome == kind) for kind in ("passed", "failed", "skipped")}
+    counts = {
+        kind: sum(1 for outcome in OUTCOMES.values() if outcome == kind) for kind in ("passed", "failed", "skipped")
+    }
     write = terminalreporter.write_line
     write("")
     write("CAMARA aliases (the features' spelling -> the YAMLs'):")
@@ -90,7 +92,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def camara_platform(migrated: str) -> Iterator[Platform]:
     """One platform for every case of the run, on a database emptied once."""
     from conftest import BROKER_URL, OPS_TOKEN, REDIS_URL, empty_database, flush_rate_limits
-
     from models.clock import clock
     from settings import Settings
 

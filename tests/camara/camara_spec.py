@@ -31,7 +31,11 @@ REFUND_AMOUNT = 10
 def candidate_dirs() -> list[Path]:
     """Where the CAMARA folder is looked for, in order."""
     found = [Path(os.environ["MATOMETE_CAMARA_DIR"])] if os.environ.get("MATOMETE_CAMARA_DIR") else []
-    return [*found, REPO.parent / "shared/camara/carrier-billing-r3.2", Path("/work/shared/camara/carrier-billing-r3.2")]
+    return [
+        *found,
+        REPO.parent / "shared/camara/carrier-billing-r3.2",
+        Path("/work/shared/camara/carrier-billing-r3.2"),
+    ]
 
 
 def camara_dir() -> Path | None:
@@ -88,7 +92,9 @@ def operations() -> dict[str, Operation]:
                 schema = (
                     operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
                 )
-                scopes = tuple(scope for security in operation.get("security", []) for scope in security.get("openId", []))
+                scopes = tuple(
+                    scope for security in operation.get("security", []) for scope in security.get("openId", [])
+                )
                 found[operation["operationId"]] = Operation(
                     api, operation["operationId"], method.upper(), base + path, schema.get("$ref"), scopes
                 )
@@ -117,7 +123,10 @@ def schema_ref(api: str, pointer: str) -> dict[str, Any]:
 def schema_errors(api: str, pointer: str, instance: Any) -> list[str]:
     """What is wrong with ``instance`` against the schema at ``pointer`` (empty when it complies)."""
     validator = OAS30Validator(schema_ref(api, pointer), registry=registry(), format_checker=oas30_format_checker)
-    return [f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}" for error in validator.iter_errors(instance)]
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+        for error in validator.iter_errors(instance)
+    ]
 
 
 def resolve(api: str, pointer: str) -> dict[str, Any]:
@@ -209,7 +218,7 @@ def valid_value(path: str, operation_id: str) -> Any:
 
 
 def payment_details(amount: int) -> list[dict[str, Any]]:
-    """paymentDetails whose items add up to ``amount``."""
+    """PaymentDetails whose items add up to ``amount``."""
     return [{"id": unique("item"), "amount": amount, "currency": CURRENCY, "description": "動画 1本"}]
 
 

@@ -8,7 +8,6 @@ its own OAuth client and its own line and subscriber ID, so nothing is truncated
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import time
@@ -21,7 +20,7 @@ import pytest
 import requests
 from camara_platform import Platform, Subscriber
 from jsonpath_ng import parse as jsonpath
-from manifest import ALIASES, CONTEXTS
+from manifest import CONTEXTS
 from pytest_bdd import given, parsers, then, when
 
 MISSING = object()  # "the request body is not included"
@@ -81,10 +80,8 @@ def query_name(name: str, operation_id: str) -> str:
 
 
 def _parts(path: str) -> list[str | int]:
-    parts: list[str | int] = []
-    for token in re.findall(r"[^.\[\]]+|\[\d+\]", path.removeprefix("$").lstrip(".")):
-        parts.append(int(token[1:-1]) if token.startswith("[") else token)
-    return parts
+    tokens = re.findall(r"[^.\[\]]+|\[\d+\]", path.removeprefix("$").lstrip("."))
+    return [int(token[1:-1]) if token.startswith("[") else token for token in tokens]
 
 
 def json_get(document: Any, path: str) -> list[Any]:
@@ -125,12 +122,13 @@ def relative_time(value: str) -> str:
     if not match:
         return value
     moment = datetime.now(UTC) - timedelta(days=int(match.group(1) or 0))
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    # Milliseconds: whatever was seeded before this step is before NOW, whatever the platform rounds.
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def instant(value: str) -> datetime:
     """An RFC 3339 value as an aware datetime."""
-    return datetime.fromisoformat(relative_time(value).replace("Z", "+00:00"))
+    return datetime.fromisoformat(relative_time(value))
 
 
 class Case:
@@ -194,7 +192,7 @@ class Case:
     def token(self, kind: str, operation_id: str, body: Any) -> str:
         """An access token of ``kind`` for a request of ``operation_id`` with ``body``."""
         issuer = self.platform.base_url
-        three_legged = kind not in ("two_legged",)
+        three_legged = kind != "two_legged"
         login = self.subscriber.login_id if three_legged else None
         consent: list[dict[str, Any]] = []
         if operation_id == "createPayment" and three_legged:
@@ -258,7 +256,7 @@ class Case:
 
     def apply_context_before_send(self) -> None:
         """What a scenario's context (manifest.CONTEXTS) changes just before its request."""
-        if self.context == "denied" and self.operation_id in ("confirmPayment",):
+        if self.context == "denied" and self.operation_id == "confirmPayment":
             # The reservation was made; the line is suspended before the merchant confirms it.
             self.platform.ops("PATCH", f"/ops/v1/lines/{self.subscriber.line_id}", {"status": "suspended"})
 
@@ -301,9 +299,14 @@ class Case:
             json_set(body, path, value)
         status, answer = self.call("createPayment", body)
         if status == 403 and amount == DENIED_AMOUNT:
-            return {"paymentStatus": "denied", "status": status}
+            # Denied by business: the answer is an error; the listing knows it by its referenceCode.
+            denied = {"paymentStatus": "denied", "amountTransaction": body["amountTransaction"]}
+            self.payments.append(denied)
+            return denied
         assert status == 201, f"seeding createPayment answered {status}: {answer}"
-        answer.setdefault("amountTransaction", {}).setdefault("paymentAmount", body["amountTransaction"]["paymentAmount"])
+        answer.setdefault("amountTransaction", {}).setdefault(
+            "paymentAmount", body["amountTransaction"]["paymentAmount"]
+        )
         self.payments.append(answer)
         return dict(answer)
 
@@ -341,7 +344,7 @@ class Case:
     def finish(self, payment: dict[str, Any], operation_id: str, status: str) -> dict[str, Any]:
         """A reserved payment confirmed (``succeeded``) or cancelled by the merchant."""
         code, answer = self.call(operation_id, {}, params={"paymentId": payment["paymentId"]})
-        assert code in (200, 202), f"seeding {operation_id} answered {code}: {answer}"
+        assert code in (200, 202, 204), f"seeding {operation_id} answered {code}: {answer}"
         return self.wait_for(payment, status)
 
     def create_refund(
@@ -467,7 +470,9 @@ def _body(case: Case) -> dict[str, Any]:
     return case.body
 
 
-@given(step_re(f"the request body property ?{q('path')} is set with valid required information(?: for this refund type)?"))
+@given(
+    step_re(f"the request body property ?{q('path')} is set with valid required information(?: for this refund type)?")
+)
 def body_required_information(case: Case, path: str) -> None:
     """``path`` holds its required information only."""
     path = body_path(path, case.operation_id)
@@ -502,7 +507,11 @@ def body_literal(case: Case, path: str, value: str) -> None:
         json_set(_body(case), "$.amountTransaction", camara_spec.refund_transaction(value))
 
 
-@given(step_re(f"the request body property {q('path')} is set to a valid value which is the same as associated to access token"))
+@given(
+    step_re(
+        f"the request body property {q('path')} is set to a valid value which is the same as associated to access token"
+    )
+)
 def body_phone_of_token(case: Case, path: str) -> None:
     """The phone number of the line the token identifies."""
     json_set(_body(case), body_path(path, case.operation_id), case.subscriber.phone_number)
@@ -514,7 +523,11 @@ def body_phone(case: Case, path: str) -> None:
     json_set(_body(case), body_path(path, case.operation_id), case.subscriber.phone_number)
 
 
-@given(step_re(f"the request body property {q('path')} is compliant with the schema but does not identify a valid phone number"))
+@given(
+    step_re(
+        f"the request body property {q('path')} is compliant with the schema but does not identify a valid phone number"
+    )
+)
 def body_unknown_phone(case: Case, path: str) -> None:
     """An E.164 number no line has."""
     json_set(_body(case), body_path(path, case.operation_id), ABSENT_PHONE)
@@ -544,7 +557,12 @@ def body_sink(case: Case, path: str) -> None:
     json_set(_body(case), body_path(path, case.operation_id), camara_spec.SINK)
 
 
-@given(step_re(f"the request body property {q('path')} is set to a valid credential with property {q('prop')} set to {q('value')}"))
+@given(
+    step_re(
+        f"the request body property {q('path')} is set to a valid"
+        f" credential with property {q('prop')} set to {q('value')}"
+    )
+)
 def body_sink_credential(case: Case, path: str, prop: str, value: str) -> None:
     """A valid sink credential of ``value``'s type (and a sink for it)."""
     credential = camara_spec.sink_credential()
@@ -555,7 +573,7 @@ def body_sink_credential(case: Case, path: str, prop: str, value: str) -> None:
 
 @given(step_re(f"the request body array property {q('path')} is set with valid information"))
 def body_details(case: Case, path: str) -> None:
-    """paymentDetails adding up to the amount, or refundDetails naming the payment's item."""
+    """PaymentDetails adding up to the amount, or refundDetails naming the payment's item."""
     path = body_path(path, case.operation_id)
     if path.endswith("refundDetails"):
         item = case.succeeded_payment()["amountTransaction"]["paymentAmount"]["paymentDetails"][0]
@@ -563,14 +581,26 @@ def body_details(case: Case, path: str) -> None:
         json_set(
             _body(case),
             path,
-            [{"paymentItemId": item["id"], "amount": info["amount"], "currency": info["currency"], "description": "返金"}],
+            [
+                {
+                    "paymentItemId": item["id"],
+                    "amount": info["amount"],
+                    "currency": info["currency"],
+                    "description": "返金",
+                }
+            ],
         )
     else:
         amount = json_get(_body(case), "$.amountTransaction.paymentAmount.chargingInformation.amount")
         json_set(_body(case), path, camara_spec.payment_details(int(amount[0]) if amount else camara_spec.AMOUNT))
 
 
-@given(step_re(f"the request body property includes property {q('path')} with a value already use in a non-completed (?P<kind>payment|refund)"))
+@given(
+    step_re(
+        f"the request body property includes property {q('path')} with a"
+        f" value already use in a non-completed (?P<kind>payment|refund)"
+    )
+)
 def body_correlator_in_use(case: Case, path: str, kind: str) -> None:
     """The clientCorrelator of a pending payment (or of a refund) of this client, on another request."""
     path = body_path(path, case.operation_id)
@@ -582,7 +612,12 @@ def body_correlator_in_use(case: Case, path: str, kind: str) -> None:
     json_set(_body(case), path, correlator)
 
 
-@given(step_re(f"the request body property {q('path')} is set to a value already use in another (?P<kind>payment|refund) request"))
+@given(
+    step_re(
+        f"the request body property {q('path')} is set to a value"
+        f" already use in another (?P<kind>payment|refund) request"
+    )
+)
 def body_reference_in_use(case: Case, path: str, kind: str) -> None:
     """The referenceCode of a payment (or refund) this client already made."""
     path = body_path(path, case.operation_id)
@@ -596,10 +631,18 @@ def body_reference_in_use(case: Case, path: str, kind: str) -> None:
     json_set(_body(case), path, reference)
 
 
-@given(step_re(f"the request body property includes property {q('path')} (?:which is not set to an url|with an HTTP endpoint)"))
+@given(
+    step_re(
+        f"the request body property includes property {q('path')} (?:which is not set to an url|with an HTTP endpoint)"
+    )
+)
 def body_bad_sink(case: Case, path: str) -> None:
     """A sink that is a string but not an https URL."""
-    value = "http://sink.camara.test/events" if "HTTP endpoint" in case.tag or case.operation_id == "createRefund" else "not-an-url"
+    value = (
+        "http://sink.camara.test/events"
+        if "HTTP endpoint" in case.tag or case.operation_id == "createRefund"
+        else "not-an-url"
+    )
     json_set(_body(case), body_path(path, case.operation_id), value)
 
 
@@ -627,13 +670,23 @@ def body_over_maximum(case: Case, path: str) -> None:
     json_set(_body(case), body_path(path, case.operation_id), case.platform.merchant_max + 1)
 
 
-@given(step_re(f"the request body property {q('path')} exceeds the accumulated threshold amount value allowed by the regulation(?: for refunds)?"))
+@given(
+    step_re(
+        f"the request body property {q('path')} exceeds the accumulated"
+        f" threshold amount value allowed by the regulation(?: for refunds)?"
+    )
+)
 def body_over_accumulated(case: Case, path: str) -> None:
     """More than the month's limit of the case's ID and line (each payment itself allowed)."""
     json_set(_body(case), body_path(path, case.operation_id), CASE_LIMIT + 1)
 
 
-@given(step_re(f"the request body property {q('path')} exceeds the value of the related payment OR exceeds the value allowed by the regulation"))
+@given(
+    step_re(
+        f"the request body property {q('path')} exceeds the value of the"
+        f" related payment OR exceeds the value allowed by the regulation"
+    )
+)
 def body_refund_over_payment(case: Case, path: str) -> None:
     """More than the related payment's amount."""
     paid = case.succeeded_payment()["amountTransaction"]["paymentAmount"]["chargingInformation"]["amount"]
@@ -647,9 +700,14 @@ def body_other_tax_mode(case: Case, path: str) -> None:
     json_set(_body(case), body_path(path, case.operation_id), True)  # noqa: FBT003 - a JSON value
 
 
-@given(step_re(f"the request body property {q('path')} is not consistent with the value of {q('other')} used for related payment"))
+@given(
+    step_re(
+        f"the request body property {q('path')} is not consistent"
+        f" with the value of {q('other')} used for related payment"
+    )
+)
 def body_inconsistent_details(case: Case, path: str, other: str) -> None:
-    """refundDetails naming an item the payment does not have."""
+    """RefundDetails naming an item the payment does not have."""
     case.succeeded_payment()
     item = {"paymentItemId": camara_spec.unique("no-item"), "amount": 1, "currency": "JPY", "description": "返金"}
     json_set(_body(case), body_path(path, case.operation_id), [item])
@@ -658,7 +716,12 @@ def body_inconsistent_details(case: Case, path: str, other: str) -> None:
 # ===================================================================== request: path and query
 
 
-@given(step_re(r"the path parameter \"(?P<name>[^\"]+)\" is set to a valid (?:value|value in the environment|refund-eligible payment value)"))
+@given(
+    step_re(
+        r"the path parameter \"(?P<name>[^\"]+)\" is set to a valid"
+        r" (?:value|value in the environment|refund-eligible payment value)"
+    )
+)
 def path_valid(case: Case, name: str) -> None:
     """A payment (or refund) in the state the operation needs, created for this case."""
     operation_id = case.operation_id
@@ -678,13 +741,20 @@ def path_valid(case: Case, name: str) -> None:
     case.path_params[name] = case.payment["paymentId"]
 
 
-@given(step_re(f"the path parameter {q('name')} is compliant with the schema but does not identify a valid (?:payment|refund) in the environment"))
+@given(
+    step_re(
+        f"the path parameter {q('name')} is compliant with the schema but"
+        f" does not identify a valid (?:payment|refund) in the environment"
+    )
+)
 def path_unknown(case: Case, name: str) -> None:
     """An identifier nothing has."""
     case.path_params[name] = camara_spec.unique("unknown")
 
 
-@given(step_re(f"the path param {q('name')} is set to a valid value of an already (?P<state>confirmed|cancelled) payment"))
+@given(
+    step_re(f"the path param {q('name')} is set to a valid value of an already (?P<state>confirmed|cancelled) payment")
+)
 def path_finished(case: Case, name: str, state: str) -> None:
     """A payment the merchant already confirmed (``succeeded``) or cancelled."""
     reserved = case.reserved_payment()
@@ -695,14 +765,20 @@ def path_finished(case: Case, name: str, state: str) -> None:
     case.path_params[name] = case.payment["paymentId"]
 
 
-@given(step_re(f"the path parameter {q('name')} is set to a valid value of a payment whose {q('prop')} != {q('value')}"))
+@given(
+    step_re(f"the path parameter {q('name')} is set to a valid value of a payment whose {q('prop')} != {q('value')}")
+)
 def path_not_succeeded(case: Case, name: str, prop: str, value: str) -> None:
     """A payment that is not ``succeeded``: one waiting for its subscriber."""
     case.payment = case.prepare_payment()
     case.path_params[name] = case.payment["paymentId"]
 
 
-@given(step_re(f"the path parameter {q('name')} is set to the value (?:for that payment|of the payment related to this refund)"))
+@given(
+    step_re(
+        f"the path parameter {q('name')} is set to the value (?:for that payment|of the payment related to this refund)"
+    )
+)
 def path_that_payment(case: Case, name: str) -> None:
     """``that payment``."""
     case.path_params[name] = case.succeeded_payment()["paymentId"]
@@ -821,7 +897,12 @@ def refunds_for_merchant(case: Case) -> None:
         _refunds(case, 1, **{"$.amountTransaction.refundAmount.chargingMetaData.merchantIdentifier": identifier})
 
 
-@given(step_re(f"an existing (?P<refund_type>total|partial) refund (?P<state>being perfomed|completed successfully|finally denied) for that {q('name')}"))
+@given(
+    step_re(
+        f"an existing (?P<refund_type>total|partial) refund"
+        f" (?P<state>being perfomed|completed successfully|finally denied) for that {q('name')}"
+    )
+)
 def refund_in_state(case: Case, refund_type: str, state: str, name: str) -> None:
     """A refund of ``that payment``; a denied one is asked for more than was paid (and refused)."""
     payment = case.succeeded_payment()
@@ -844,8 +925,10 @@ def refund_in_state(case: Case, refund_type: str, state: str, name: str) -> None
 
 @given("that the environment is configured with a threshold policy of N transactions per second")
 def threshold_policy(case: Case) -> None:
-    """The case gets a merchant and client of its own, so its counts mix with nobody's."""
+    """The case's request goes out as a new client of a new merchant, whose counts mix with nobody's."""
     case.threshold = True
+    case._client = None
+    case._merchant_id = None
 
 
 @given("the threshold of requests has been reached")
@@ -859,7 +942,10 @@ def service_partial(case: Case) -> None:
     """ADSL lines without Flets.net may not use the service (product.md §2)."""
 
 
-@given("a valid phone number, identified by the token or provided in the request body, for which the service is not applicable")
+@given(
+    "a valid phone number, identified by the token or provided in"
+    " the request body, for which the service is not applicable"
+)
 def phone_not_applicable(case: Case) -> None:
     """The token identifies an ineligible line: a new ADSL line without Flets.net, or, when the
     case already holds a payment of its line (confirm, cancel), that line suspended."""
@@ -985,7 +1071,12 @@ def property_not_returned(case: Case, path: str) -> None:
     assert not _values(case, path), f"{path} is in the body: {_values(case, path)}"
 
 
-@then(step_re(f"the response body (?:array )?property {q('path')} has the same (?:value|information) as provided in the request body"))
+@then(
+    step_re(
+        f"the response body (?:array )?property {q('path')} has the"
+        f" same (?:value|information) as provided in the request body"
+    )
+)
 def property_echoed(case: Case, path: str) -> None:
     """A property the same as sent."""
     path = body_path(path, case.operation_id)
@@ -1013,7 +1104,9 @@ def property_remaining(case: Case, path: str, minuend: str, subtrahend: str) -> 
     assert case.refund is not None, "no refund"
     refunded = float(case.refund["amountTransaction"]["refundAmount"]["chargingInformation"]["amount"])
     expected = _payment_amount(case) - refunded
-    assert [float(value) for value in _values(case, path)] == [expected], f"{path}: {_values(case, path)}, not {expected}"
+    assert [float(value) for value in _values(case, path)] == [expected], (
+        f"{path}: {_values(case, path)}, not {expected}"
+    )
 
 
 @then(step_re(f"the response body is an empty array {q('value')}"))
@@ -1032,6 +1125,12 @@ def _listed(case: Case) -> list[dict[str, Any]]:
 
 def _seeded(case: Case, kind: str) -> list[dict[str, Any]]:
     return case.payments if kind == "payments" else case.refunds
+
+
+def _identity(item: dict[str, Any]) -> Any:
+    """What tells a payment or refund apart in a listing: its referenceCode (unique per case; a
+    payment denied with 403 has no id, but its referenceCode is known)."""
+    return (item.get("amountTransaction") or {}).get("referenceCode") or item.get("paymentId") or item.get("refundId")
 
 
 def _item_values(item: dict[str, Any], path: str, operation_id: str) -> list[Any]:
@@ -1082,22 +1181,24 @@ def all_listed_match(case: Case, kind: str, path: str, rest: str) -> None:
     assert not wrong, f"listed {kind} whose {path} is not {rest}: {wrong[:3]}"
 
 
-@then(step_re(r"only the (?P<kind>payments|refunds) with their property \"(?P<path>[^\"]+)\" (?P<rest>.+?)(?: are returned)?"))
+@then(
+    step_re(
+        r"only the (?P<kind>payments|refunds) with their property \"(?P<path>[^\"]+)\" (?P<rest>.+?)(?: are returned)?"
+    )
+)
 def only_matching_listed(case: Case, kind: str, path: str, rest: str) -> None:
     """Exactly the case's seeded items that satisfy the relation are listed."""
     relation, operands = _relation(rest)
-    key = "paymentId" if kind == "payments" else "refundId"
-    expected = {item[key] for item in _seeded(case, kind) if key in item and _matches(item, path, relation, operands, case)}
-    listed = {item.get(key) for item in _listed(case)}
+    expected = {_identity(item) for item in _seeded(case, kind) if _matches(item, path, relation, operands, case)}
+    listed = {_identity(item) for item in _listed(case)}
     assert listed == expected, f"listed {sorted(map(str, listed))}, expected {sorted(expected)}"
 
 
 @then(step_re(r"only the (?P<kind>payments|refunds) associated to that (?:phone number|application) are returned"))
 def only_own_listed(case: Case, kind: str) -> None:
     """Exactly the case's own items (its own subscriber and client) are listed."""
-    key = "paymentId" if kind == "payments" else "refundId"
-    expected = {item[key] for item in _seeded(case, kind) if key in item}
-    listed = {item.get(key) for item in _listed(case)}
+    expected = {_identity(item) for item in _seeded(case, kind)}
+    listed = {_identity(item) for item in _listed(case)}
     assert listed == expected, f"listed {sorted(map(str, listed))}, expected {sorted(expected)}"
 
 
@@ -1107,10 +1208,14 @@ def five_listed(case: Case, kind: str) -> None:
     assert len(_listed(case)) == 5, f"{len(_listed(case))} {kind} listed"
 
 
-@then(step_re(r"all the (?P<kind>payments|refunds) returned are ordered by \"(?P<order>asc|desc)\" property \"(?P<path>[^\"]+)\""))
+@then(
+    step_re(
+        r"all the (?P<kind>payments|refunds) returned are ordered"
+        r" by \"(?P<order>asc|desc)\" property \"(?P<path>[^\"]+)\""
+    )
+)
 def ordered(case: Case, kind: str, order: str, path: str) -> None:
     """The listed items in ``order`` of ``path``."""
     moments = [instant(str(_item_values(item, path, case.operation_id)[0])) for item in _listed(case)]
     assert moments == sorted(moments, reverse=order == "desc"), f"{kind} not in {order} order: {moments}"
     assert len(moments) >= 2, f"only {len(moments)} {kind} listed"
-

@@ -36,6 +36,7 @@ class ChargeStatus(StrEnum):
 
     REQUIRES_CONFIRMATION = "requires_confirmation"
     PROCESSING = "processing"
+    RESERVED = "reserved"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -85,7 +86,11 @@ CHARGE_TRANSITIONS: Mapping[ChargeStatus, frozenset[ChargeStatus]] = {
     C.REQUIRES_CONFIRMATION: frozenset({C.PROCESSING, C.CANCELED, C.FAILED}),
     # Decided; canceled when its subscription ended while the subscriber was signing in; back to
     # the subscriber after a mistyped password (product.md §10, "Confirmation page, wrong password").
-    C.PROCESSING: frozenset({C.SUCCEEDED, C.FAILED, C.CANCELED, C.REQUIRES_CONFIRMATION}),
+    C.PROCESSING: frozenset({C.SUCCEEDED, C.FAILED, C.CANCELED, C.REQUIRES_CONFIRMATION, C.RESERVED}),
+    # A two-step (CAMARA preparePayment) purchase the subscriber confirmed: it holds its amount
+    # against the limits until the aggregator confirms it (succeeded), cancels it or it expires
+    # (canceled), or it is denied at confirmation (failed: the merchant stopped meanwhile).
+    C.RESERVED: frozenset({C.SUCCEEDED, C.CANCELED, C.FAILED}),
     C.SUCCEEDED: frozenset(),
     C.FAILED: frozenset(),
     C.CANCELED: frozenset(),

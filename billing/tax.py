@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-__all__ = ["TAX_RATES", "TaxLine", "invoice_taxes", "rate_on", "tax_included"]
+__all__ = ["TAX_RATES", "TaxLine", "invoice_taxes", "price_of_net", "rate_on", "tax_included"]
 
 # (effective from, standard rate), oldest first. Days before the first entry have no rate here:
 # the platform never bills them, and answering 8% for them would be wrong (it was 5%).
@@ -61,6 +61,17 @@ def tax_included(total: int, rate: Decimal) -> int:
     numerator, denominator = rate.as_integer_ratio()
     # total * (n/d) / (1 + n/d) == total * n / (d + n); // on non-negative ints is the floor
     return total * numerator // (denominator + numerator)
+
+
+def price_of_net(net: int, rate: Decimal) -> int:
+    """The tax-included price of a ``net`` amount (an aggregator's ``isTaxIncluded: false``):
+    the net amount plus its tax at ``rate``, rounded down: ``net + floor(net * rate)``."""
+    if not rate.is_finite() or rate < 0:
+        raise ValueError(f"a tax rate is a finite non-negative decimal, not {rate}")
+    if net < 0:
+        raise ValueError(f"a net amount is not negative, not {net}")
+    numerator, denominator = rate.as_integer_ratio()
+    return net + net * numerator // denominator
 
 
 def invoice_taxes(items: Iterable[tuple[int, Decimal]]) -> list[TaxLine]:

@@ -15,4 +15,5 @@ MODEL_MODULES = [
     "models.audit_log",
     "models.site_sessions",
     "models.scheduler_jobs",
+    "models.camara",
 ]

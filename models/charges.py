@@ -88,6 +88,14 @@ class Charge(Model):
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(null=True)
     decided_at = fields.DatetimeField(null=True)
+    # A two-step purchase (CAMARA preparePayment): the subscriber's confirmation reserves it,
+    # the aggregator's confirmation makes it succeed.
+    two_step = fields.BooleanField(default=False, db_default=False)
+    # Only an ID of this line may confirm it (a payment prepared for a line's phone number or
+    # under a subscriber's token).
+    expected_line: fields.ForeignKeyNullableRelation[Line] = fields.ForeignKeyField(
+        "models.Line", related_name="expected_charges", null=True, on_delete=fields.RESTRICT, db_constraint=True
+    )
 
     if TYPE_CHECKING:
         merchant_id: str
@@ -95,6 +103,7 @@ class Charge(Model):
         account_id: str | None
         line_id: str | None
         payout_id: str | None
+        expected_line_id: str | None
 
     class Meta:
         table = "charges"

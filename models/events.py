@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["EVENT_TYPES", "DeliveryAttempt", "Event", "WebhookDelivery", "WebhookEndpoint"]
 
 EVENT_TYPES = (
+    "charge.reserved",
     "charge.succeeded",
     "charge.failed",
     "charge.canceled",

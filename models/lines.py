@@ -62,6 +62,9 @@ class Line(Model):
     base_monthly_fee = fields.BigIntField()
     status = fields.CharEnumField(LineStatus, max_length=16, default=LineStatus.ACTIVE)
     monthly_limit = fields.BigIntField(default=DEFAULT_LINE_MONTHLY_LIMIT)
+    # The line's ひかり電話 number in E.164 (``+81...``), set by operators; CAMARA aggregators
+    # may name the line by it (product.md §13).
+    phone_number = fields.CharField(max_length=16, null=True, unique=True)
     created_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()
     terminated_at = fields.DatetimeField(null=True)

@@ -19,6 +19,7 @@ __all__ = ["line_view", "session_view"]
 LineId = Annotated[str, Field(pattern=LINE_ID_PATTERN.pattern, description="CAF or COP and 10 digits")]
 LineTypeName = Literal["hikari_next", "hikari_light", "b_flets", "adsl"]
 Yen = Annotated[int, Field(ge=0, le=10_000_000)]
+E164_PATTERN = r"^\+[1-9][0-9]{4,14}$"
 LoginId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$")]
 
 
@@ -41,6 +42,8 @@ class LineUpdate(Body):
     base_monthly_fee: Yen | None = None
     holder_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     flets_dot_net: bool | None = None
+    # Its ひかり電話 number in E.164 (CAMARA's ``phoneNumber``); null takes it away.
+    phone_number: Annotated[str, Field(pattern=E164_PATTERN)] | None = None
 
 
 class LineOut(BaseModel):
@@ -54,6 +57,7 @@ class LineOut(BaseModel):
     status: Literal["active", "suspended", "terminated"]
     monthly_limit: int
     eligible: bool
+    phone_number: str | None
     created_at: datetime
 
 
@@ -131,6 +135,7 @@ def line_view(line: Line) -> dict[str, object]:
         "status": line.status.value,
         "monthly_limit": line.monthly_limit,
         "eligible": line.eligible,
+        "phone_number": line.phone_number,
         "created_at": line.created_at,
     }
 
@@ -185,7 +190,12 @@ async def update_line(request: web.Request, body: LineUpdate) -> web.Response:
     Termination is final: it ends the line's sessions, and the charges worker cancels its
     subscriptions (a message written in this same transaction).
     """
-    changes = body.model_dump(exclude_none=True)
+    # A field given as null is not changed, but for the phone number, which null takes away.
+    changes = {
+        name: value
+        for name, value in body.model_dump(exclude_unset=True).items()
+        if value is not None or name == "phone_number"
+    }
     line = await lines.update_line(request.match_info["line_id"], changes, actor=operator(request))
     return json_response(line_view(line))
 

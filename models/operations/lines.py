@@ -97,6 +97,9 @@ async def update_line(
             raise Conflict("A terminated line cannot be changed.", param="status", code="line_terminated")
         if only_from is not None and line.status not in only_from:
             raise Conflict(f"A {line.status.value} line cannot be changed so.", param="status", code="line_status")
+        number = changes.get("phone_number")
+        if number is not None and await Line.filter(phone_number=number).exclude(line_id=line.line_id).exists():
+            raise Conflict("Another line has this phone number.", param="phone_number", code="phone_number_taken")
         for name, value in changes.items():
             setattr(line, name, LineStatus(value) if name == "status" else value)
         line.updated_at = now

@@ -10,7 +10,7 @@ decided with its events, in the caller's transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 from tortoise.transactions import in_transaction
@@ -32,20 +32,27 @@ from models.passwords import PasswordCheck, check_password, store_rehash, unseal
 from models.subscriptions import Subscription
 
 __all__ = [
+    "RESERVATION_WINDOW",
     "Usage",
+    "add_usage",
     "address_in_open_session",
     "answer_confirmation",
     "cancel_line_subscriptions",
     "cancel_overdue_subscriptions",
+    "capture_reservation",
     "create_due_renewals",
     "decide_attempt",
     "decide_renewal_charge",
     "expire_unconfirmed",
     "lock_usage",
     "record_decision",
+    "release_reservation",
 ]
 
 BATCH = 500
+# How long a reserved two-step payment waits for the aggregator's confirmation before it is
+# canceled and its amount given back to the limits.
+RESERVATION_WINDOW = timedelta(hours=24)
 
 
 @dataclass
@@ -63,6 +70,14 @@ async def lock_usage(account: SubscriberAccount, line: Line, period: str) -> Usa
     account_usage = await AccountUsage.select_for_update().get(account_id=account.id, period=period)
     line_usage = await LineUsage.select_for_update().get(line_id=line.line_id, period=period)
     return Usage(account=account_usage, line=line_usage)
+
+
+async def add_usage(usage: Usage, amount: int) -> None:
+    """Count ``amount`` (negative: give it back) on the locked usage rows of the ID and its line."""
+    usage.account.amount += amount
+    usage.line.amount += amount
+    await usage.account.save(update_fields=["amount"])
+    await usage.line.save(update_fields=["amount"])
 
 
 async def address_in_open_session(line: Line, client_address: str | None) -> bool:
@@ -217,7 +232,9 @@ async def _decide_checked(attempt_id: str, check: PasswordCheck) -> str | None:
                 locked_until=account.locked_until,
                 line_active=line.status == LineStatus.ACTIVE,
                 line_eligible=line.eligible,
-                address_in_open_session=await address_in_open_session(line, attempt.client_address),
+                # From the line's own address, and from the line a payment was prepared for.
+                address_in_open_session=await address_in_open_session(line, attempt.client_address)
+                and charge.expected_line_id in (None, line.line_id),
                 merchant_active=_merchant_active(merchant),
                 account_spent=usage.account.amount,
                 account_limit=account.monthly_limit,
@@ -291,6 +308,19 @@ async def decide_renewal_charge(charge_id: str) -> str | None:
     return decision.failure_code
 
 
+async def _bought(charge: Charge, usage: Usage, now: datetime) -> None:
+    """A charge decided ``succeeded``, or ``reserved`` when it is a two-step one."""
+    await add_usage(usage, charge.amount)
+    charge.period = usage.account.period
+    if charge.two_step:
+        # Held against the limits until the aggregator confirms it, cancels it or it expires.
+        charge.move_to(ChargeStatus.RESERVED)
+        charge.expires_at = now + RESERVATION_WINDOW
+    else:
+        charge.move_to(ChargeStatus.SUCCEEDED)
+        charge.billing_status = BillingStatus.UNBILLED  # where every succeeded charge's billing starts
+
+
 async def record_decision(  # noqa: PLR0913 - everything the decision touches, keyword-only
     charge: Charge,
     decision: Decision,
@@ -316,20 +346,12 @@ async def record_decision(  # noqa: PLR0913 - everything the decision touches, k
         return
     if decision.succeeded:
         assert usage is not None  # noqa: S101 - a success is only decided with the usage locked
-        usage.account.amount += charge.amount
-        usage.line.amount += charge.amount
-        await usage.account.save(update_fields=["amount"])
-        await usage.line.save(update_fields=["amount"])
-        charge.move_to(ChargeStatus.SUCCEEDED)
-        charge.period = usage.account.period
-        charge.billing_status = BillingStatus.UNBILLED  # where every succeeded charge's billing starts
+        await _bought(charge, usage, now)
     else:
         charge.move_to(ChargeStatus.FAILED, failure_code=FailureCode(cast("str", decision.failure_code)))
     await charge.save()
     merchant_id = charge.merchant_id
-    await Event.record(
-        "charge.succeeded" if decision.succeeded else "charge.failed", merchant_id=merchant_id, obj=charge.to_api()
-    )
+    await Event.record(f"charge.{charge.status.value}", merchant_id=merchant_id, obj=charge.to_api())
     if subscription is None:
         return
     renewal = subscription.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
@@ -421,7 +443,43 @@ async def expire_unconfirmed(now: datetime) -> int:
         for subscription in subscriptions:
             await expire_target(subscription, now)
             expired += 1
+        reserved = (
+            await Charge.select_for_update(skip_locked=True)
+            .filter(status=ChargeStatus.RESERVED, expires_at__lte=now)
+            .limit(BATCH)
+        )
+        for charge in reserved:
+            await release_reservation(charge, now=now)
+            expired += 1
     return expired
+
+
+async def release_reservation(charge: Charge, *, now: datetime) -> None:
+    """A reserved charge canceled (by the aggregator, or expired): its amount no longer counts
+    against the ID's and the line's limits of its month. The charge row is locked by the caller."""
+    account = await SubscriberAccount.get(id=cast("str", charge.account_id))
+    line = await Line.get(line_id=cast("str", charge.line_id))
+    usage = await lock_usage(account, line, cast("str", charge.period))
+    await add_usage(usage, -charge.amount)
+    await end_charge(charge, ChargeStatus.CANCELED, now=now)
+
+
+async def capture_reservation(charge: Charge, *, now: datetime) -> None:
+    """A reserved charge confirmed by the aggregator: it succeeds and is billed like any other.
+    Confirmed in a later month than reserved, it is billed in the month of its confirmation (the
+    reserved month may be closed already), and its amount moves to that month's usage."""
+    period = period_of(now)
+    if charge.period != period:
+        account = await SubscriberAccount.get(id=cast("str", charge.account_id))
+        line = await Line.get(line_id=cast("str", charge.line_id))
+        await add_usage(await lock_usage(account, line, cast("str", charge.period)), -charge.amount)
+        await add_usage(await lock_usage(account, line, period), charge.amount)
+        charge.period = period
+    charge.move_to(ChargeStatus.SUCCEEDED)
+    charge.billing_status = BillingStatus.UNBILLED
+    charge.decided_at, charge.expires_at = now, None
+    await charge.save(update_fields=["status", "billing_status", "period", "decided_at", "expires_at"])
+    await Event.record("charge.succeeded", merchant_id=charge.merchant_id, obj=charge.to_api())
 
 
 async def cancel_overdue_subscriptions(now: datetime) -> int:

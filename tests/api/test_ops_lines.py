@@ -189,3 +189,32 @@ async def test_termination_ends_sessions(ops: OpsClient) -> None:
     status, answer = await ops.post(base, json={"address": "192.0.2.11"})
     assert status == 409
     assert answer["error"]["code"] == "line_terminated"
+
+
+async def test_a_line_gets_a_phone_number_that_no_other_line_may_take(ops: OpsClient) -> None:
+    """PATCH sets the E.164 phone number (shown on the line); another line asking for it is 409 and
+    keeps its own; null takes it away."""
+    await ops.post("/ops/v1/lines", json=LINE)
+    await ops.post("/ops/v1/lines", json={**LINE, "line_id": "CAF0000000102"})
+    status, body = await ops.patch(f"/ops/v1/lines/{LINE['line_id']}", json={"phone_number": "+81312345678"})
+    assert (status, body["phone_number"]) == (200, "+81312345678")
+    status, body = await ops.patch("/ops/v1/lines/CAF0000000102", json={"phone_number": "+81312345678"})
+    assert (status, body["error"]["code"], body["error"]["param"]) == (409, "phone_number_taken", "phone_number")
+    assert (await Line.get(line_id="CAF0000000102")).phone_number is None
+    status, body = await ops.patch(f"/ops/v1/lines/{LINE['line_id']}", json={"monthly_limit": 5000})
+    assert (status, body["phone_number"]) == (200, "+81312345678")  # a PATCH without it leaves it
+    status, body = await ops.patch(f"/ops/v1/lines/{LINE['line_id']}", json={"phone_number": None})
+    assert (status, body["phone_number"]) == (200, None)
+    status, body = await ops.patch("/ops/v1/lines/CAF0000000102", json={"phone_number": "+81312345678"})
+    assert (status, body["phone_number"]) == (200, "+81312345678")
+
+
+@pytest.mark.parametrize(
+    "number", ["0312345678", "+0312345678", "+81-3-1234-5678", "+8131234567890123", "+81", 81312345678]
+)
+async def test_a_phone_number_not_in_e164_is_a_400_and_changes_nothing(ops: OpsClient, number: Any) -> None:
+    """A number without +, with separators, too long or too short, or not a string, is refused naming the field."""
+    await ops.post("/ops/v1/lines", json=LINE)
+    status, body = await ops.patch(f"/ops/v1/lines/{LINE['line_id']}", json={"phone_number": number})
+    assert (status, body["error"]["param"]) == (400, "phone_number")
+    assert (await Line.get(line_id=LINE["line_id"])).phone_number is None

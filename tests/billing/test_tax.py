@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.tax import TaxLine, invoice_taxes, rate_on, tax_included
+from billing.tax import TaxLine, invoice_taxes, price_of_net, rate_on, tax_included
 
 TEN = Decimal("0.10")
 EIGHT = Decimal("0.08")
@@ -100,3 +100,20 @@ def test_items_at_one_rate_are_taxed_as_their_sum(amounts: list[int], rate: Deci
     [line] = invoice_taxes([(amount, rate) for amount in amounts])
     assert line.taxable_total == sum(amounts)
     assert line.tax == tax_included(sum(amounts), rate)
+
+
+def test_a_net_amount_gets_its_tax_added_rounded_down() -> None:
+    """300 yen net at 10% is 330 yen; 305 yen net is 335 (30.5 rounded down); 8% of 105 is 8.4 → 113."""
+    assert price_of_net(300, TEN) == 330
+    assert price_of_net(305, TEN) == 335
+    assert price_of_net(105, EIGHT) == 113
+    with pytest.raises(ValueError):
+        price_of_net(-1, TEN)
+
+
+@given(st.integers(min_value=0, max_value=10**12), rates)
+def test_a_price_of_a_net_amount_is_net_plus_the_floor_of_its_tax(net: int, rate: Decimal) -> None:
+    """The price less the net amount is floor(net x rate) exactly; the tax it contains is at most what was added."""
+    price = price_of_net(net, rate)
+    assert price - net == floor(Fraction(net) * Fraction(rate))
+    assert tax_included(price, rate) <= price - net

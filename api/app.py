@@ -12,8 +12,9 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
 import queues
-from api import confirm, health, metrics
+from api import confirm, health, metrics, oauth
 from api import demo as demo_routes
+from api.camara import camara_apps
 from api.keys import BROKER_PROBE, SETTINGS
 from api.merchant import merchant_app
 from api.merchant_site import ROUTES as MERCHANT_SITE_ROUTES
@@ -27,6 +28,7 @@ from api.ops_site import SITE as OPS_SITE
 from api.ratelimit import RATE_LIMITER, Limiter, form_limit_middleware, rate_limiter_ctx
 from api.site import setup_sites
 from models.clock import clock
+from models.operations import oauth as oauth_server
 from models.operations.decisions import DecisionWaiters
 from settings import Settings, SettingsError
 from settings.database import connected
@@ -58,6 +60,7 @@ def create_app(
 ) -> web.Application:
     """The aiohttp application for ``settings``; the database opens on start-up, closes on exit."""
     clock.configure(test_clock=settings.test_clock)
+    oauth_server.configure(secret_key=settings.secret_key)
     app = web.Application(
         middlewares=[metrics.metrics_middleware, request_id_middleware, error_middleware],
         client_max_size=MAX_BODY_BYTES,
@@ -69,17 +72,20 @@ def create_app(
     app[RATE_LIMITER] = limiter = Limiter(settings)
     app.cleanup_ctx.append(rate_limiter_ctx(limiter))
     aiohttp_session.setup(app, _cookie_storage(settings))
-    setup_sites(app, [MERCHANT_SITE, MY_SITE, OPS_SITE, confirm.SITE])
+    setup_sites(app, [MERCHANT_SITE, MY_SITE, OPS_SITE, confirm.SITE, oauth.SITE])
     app.middlewares.append(form_limit_middleware)  # inside the sites' guard: language, sign-in, CSRF
     app.add_routes(health.routes)
     app.add_routes(metrics.routes)
     app.add_routes(confirm.routes)
+    app.add_routes(oauth.routes)
     for routes in (*MERCHANT_SITE_ROUTES, *MY_SITE_ROUTES, *OPS_SITE_ROUTES):
         app.add_routes(routes)
     if demo:
         app.add_routes(demo_routes.routes)
     app.add_subapp("/ops/v1", ops_app(settings))
     app.add_subapp("/v1", merchant_app(settings))
+    for prefix, camara_app in camara_apps(settings):
+        app.add_subapp(prefix, camara_app)
     return app
 
 

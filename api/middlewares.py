@@ -23,7 +23,7 @@ log = structlog.get_logger("matomete.http")
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # A confirmation URL's token is a bearer secret: whoever holds it may answer the purchase.
 BEARER_PATH = re.compile(r"^(/confirm/)[^/]+")
-JSON_PREFIXES = ("/v1", "/ops/v1", "/readyz", "/healthz")
+JSON_PREFIXES = ("/v1", "/ops/v1", "/readyz", "/healthz", "/oauth/token", "/oauth/jwks.json", "/.well-known/")
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer (never sent)
 INTERNAL_ERROR = {
     "error": {

@@ -1,6 +1,6 @@
 """Rate limits on guessing and on writes (issue 13): the one place they are decided.
 
-Five limits, each a ``MATOMETE_RATE_LIMIT_*`` setting in the ``limits`` notation
+Seven limits, each a ``MATOMETE_RATE_LIMIT_*`` setting in the ``limits`` notation
 (``30/minute;300/hour``), counted in a moving window:
 
 - ``sign_in_address`` and ``sign_in_login``: every post of a form that checks a password (the
@@ -10,6 +10,8 @@ Five limits, each a ``MATOMETE_RATE_LIMIT_*`` setting in the ``limits`` notation
   tokens, per client address. Only failures count, so a correct key is never slowed by its own
   traffic; once an address is over the limit it is refused before any key lookup.
 - ``merchant_writes``: ``/v1`` POST, PATCH and DELETE, per merchant.
+- ``camara_requests``: every CAMARA request (reads too: CAMARA answers 429 on every operation),
+  per aggregator client; ``camara_token_failures``: failed CAMARA access tokens, per address.
 
 A refusal is a 429 with ``Retry-After`` (whole seconds): product.md §9's error object on the
 APIs (``rate_limit_error`` / ``rate_limited``), the sites' error page naming the problem on a
@@ -74,7 +76,15 @@ __all__ = [
 
 log = structlog.get_logger("matomete.ratelimit")
 
-LIMITS = ("sign_in_address", "sign_in_login", "api_key_failures", "ops_token_failures", "merchant_writes")
+LIMITS = (
+    "sign_in_address",
+    "sign_in_login",
+    "api_key_failures",
+    "ops_token_failures",
+    "merchant_writes",
+    "camara_requests",
+    "camara_token_failures",
+)
 STORE_TIMEOUT_SECONDS = 0.5
 STORE_RETRY_SECONDS = 5.0
 WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
@@ -287,6 +297,7 @@ class GuardedForm:
 GUARDED_FORMS: dict[str, GuardedForm] = {
     "/confirm/{token}": GuardedForm("subscriber", _form_field("login_id")),
     "/my/login": GuardedForm("subscriber", _form_field("login_id")),
+    "/oauth/authorize": GuardedForm("subscriber", _form_field("login_id")),
     "/my/password": GuardedForm("subscriber", _signed_in_subscriber),
     "/merchant/login": GuardedForm("merchant_user", _form_field("email")),
     "/merchant/login/otp": GuardedForm("merchant_totp", _pending_merchant_user),

@@ -16,4 +16,5 @@ MODEL_MODULES = [
     "models.site_sessions",
     "models.scheduler_jobs",
     "models.camara",
+    "models.oauth",
 ]

@@ -71,6 +71,8 @@ ID_PREFIXES = (
     "mer",
     "msg",
     "muser",
+    "oac",
+    "oak",
     "po",
     "re",
     "run",

@@ -74,6 +74,10 @@ class Settings:
     rate_limit_api_key_failures: str = "20/minute;100/hour"
     rate_limit_ops_token_failures: str = "20/minute;100/hour"  # noqa: S105 - a limit, not a token
     rate_limit_merchant_writes: str = "100/second"
+    # CAMARA: every request of an aggregator client (reads too), per client; failed access
+    # tokens, per client address.
+    rate_limit_camara_requests: str = "100/second;3000/minute"
+    rate_limit_camara_token_failures: str = "20/minute;100/hour"  # noqa: S105 - a limit, not a token
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

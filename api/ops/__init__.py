@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api.keys import SETTINGS
-from api.ops import billing, collections, lines, merchants, payouts, system
+from api.ops import billing, collections, lines, merchants, oauth_clients, payouts, system
 from api.ops import clock as clock_routes
 from api.ops.table import ops_routes
 from api.ratelimit import failed_auth_limit
@@ -26,6 +26,7 @@ _ = (
     collections,
     lines,
     merchants,
+    oauth_clients,
     payouts,
     system,
 )  # importing them declares their routes on ops_routes

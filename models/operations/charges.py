@@ -31,6 +31,7 @@ __all__ = [
     "CONFIRMATION_WINDOW",
     "LIVE_SUBSCRIPTIONS",
     "PurchaseRequest",
+    "awaiting_confirmation",
     "cancel_charge",
     "cancel_subscription",
     "create_charge",
@@ -75,7 +76,7 @@ async def find_owned(  # noqa: PLR0913 - the owner, the kind for the message, an
     return found
 
 
-async def _awaiting_confirmation(merchant: Merchant, purchase: PurchaseRequest, *, base_url: str) -> dict[str, Any]:
+async def awaiting_confirmation(merchant: Merchant, purchase: PurchaseRequest, *, base_url: str) -> dict[str, Any]:
     """The fields of a new charge or subscription waiting for the subscriber's answer."""
     if purchase.amount > merchant.max_charge_amount:
         raise Unprocessable(  # a well-formed amount, above the merchant's own contract
@@ -101,12 +102,12 @@ async def _awaiting_confirmation(merchant: Merchant, purchase: PurchaseRequest, 
 
 async def create_charge(merchant: Merchant, purchase: PurchaseRequest, *, base_url: str) -> Charge:
     """A charge in ``requires_confirmation``; the subscriber confirms it at its ``confirmation_url``."""
-    return await insert(Charge, **await _awaiting_confirmation(merchant, purchase, base_url=base_url))
+    return await insert(Charge, **await awaiting_confirmation(merchant, purchase, base_url=base_url))
 
 
 async def create_subscription(merchant: Merchant, purchase: PurchaseRequest, *, base_url: str) -> Subscription:
     """A subscription in ``requires_confirmation``; the first month is charged once confirmed."""
-    return await insert(Subscription, **await _awaiting_confirmation(merchant, purchase, base_url=base_url))
+    return await insert(Subscription, **await awaiting_confirmation(merchant, purchase, base_url=base_url))
 
 
 async def end_charge(charge: Charge, target: ChargeStatus, *, now: datetime, code: FailureCode | None = None) -> None:

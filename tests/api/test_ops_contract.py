@@ -41,6 +41,7 @@ def _body_operations() -> list[tuple[str, str, str]]:
         "/merchants": "name",
         "/merchants/{id}": "max_charge_amount",
         "/merchants/{id}/users": "email",
+        "/oauth_clients": "merchant_id",
         "/clock": "now",
         "/billing/close": "period",
         "/collections": "rows",

@@ -1,0 +1,204 @@
+"""Request bodies of the CAMARA operations as the YAMLs define them (pydantic): types are not
+coerced, properties the YAML does not know are ignored (its schemas allow them), and Matomete's
+own rules on top: amounts in whole yen of ``JPY`` only, a sink over https, an access-token sink
+credential."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from api.http import holds_control_character
+from models.operations.camara import PaymentRequest, Refusal
+
+__all__ = [
+    "E164",
+    "ChargingInformation",
+    "CreatePaymentBody",
+    "PhoneNumberBody",
+    "PreparePaymentBody",
+    "ValidatePaymentBody",
+    "payment_request",
+]
+
+E164 = r"^\+[1-9][0-9]{4,14}$"
+
+
+def _thousandths(value: float) -> float:
+    """CAMARA's ``multipleOf: 0.001`` (pydantic's own check fails on binary fractions: 330 % 0.001)."""
+    if abs(value * 1000 - round(value * 1000)) > 1e-6:
+        raise ValueError("must be a multiple of 0.001")
+    return value
+
+
+def _hundredths(value: float) -> float:
+    if abs(value * 100 - round(value * 100)) > 1e-6:
+        raise ValueError("must be a multiple of 0.01")
+    return value
+
+
+Amount = Annotated[float | int, Field(ge=0.001), AfterValidator(_thousandths)]
+TaxAmount = Annotated[float | int, Field(ge=0), AfterValidator(_thousandths)]
+Text = Annotated[str, Field(max_length=500)]
+
+
+class CamaraBody(BaseModel):
+    """Strict types; unknown properties allowed and ignored (the YAML's schemas allow them); no
+    control characters in any text."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if holds_control_character(value):
+            raise ValueError("text must not hold control characters")
+        return value
+
+
+class ChargingInformation(CamaraBody):
+    """``ChargingInformation``."""
+
+    amount: Amount
+    currency: Annotated[str, Field(max_length=3)]
+    description: Annotated[str, Field(min_length=1, max_length=500)]
+    isTaxIncluded: bool = False  # noqa: N815 - CAMARA's name
+    taxAmount: TaxAmount | None = None  # noqa: N815
+
+
+class ChargingMetaData(CamaraBody):
+    """``ChargingMetaData``: the real merchant behind the aggregator."""
+
+    merchantName: Text | None = None  # noqa: N815
+    merchantIdentifier: Text | None = None  # noqa: N815
+    fee: Annotated[float | int, AfterValidator(_hundredths)] | None = None
+    purchaseCategoryCode: Text | None = None  # noqa: N815
+    channel: Text | None = None
+    serviceId: Text | None = None  # noqa: N815
+    productId: Text | None = None  # noqa: N815
+
+
+class PaymentItem(CamaraBody):
+    """``PaymentItem``."""
+
+    id: Text
+    amount: Amount
+    currency: Annotated[str, Field(max_length=3)]
+    description: Text
+    isTaxIncluded: bool = False  # noqa: N815
+    taxAmount: TaxAmount | None = None  # noqa: N815
+
+
+class PaymentAmount(CamaraBody):
+    """``PaymentAmountForCharge`` / ``PaymentAmountForReserve``."""
+
+    chargingInformation: ChargingInformation  # noqa: N815
+    chargingMetaData: ChargingMetaData | None = None  # noqa: N815
+    paymentDetails: Annotated[list[PaymentItem], Field(min_length=1, max_length=100)] | None = None  # noqa: N815
+
+
+class AmountTransactionInput(CamaraBody):
+    """``AmountTransactionInput`` / ``AmountReservationTransactionForReserveInput``."""
+
+    phoneNumber: Annotated[str, Field(pattern=E164)] | None = None  # noqa: N815
+    clientCorrelator: Annotated[str, Field(min_length=1, max_length=256)] | None = None  # noqa: N815
+    paymentAmount: PaymentAmount  # noqa: N815
+    referenceCode: Annotated[str, Field(min_length=1, max_length=256)]  # noqa: N815
+
+
+class CreatePaymentBody(CamaraBody):
+    """``CreatePayment`` (the sink and its credential checked by ``_sink``)."""
+
+    amountTransaction: AmountTransactionInput  # noqa: N815
+    sink: Any = None
+    sinkCredential: Any = None  # noqa: N815
+
+
+class PreparePaymentBody(CreatePaymentBody):
+    """``BodyAmountReservationTransactionForReserveInput``."""
+
+
+class PhoneNumberBody(CamaraBody):
+    """``PhoneNumber`` (confirm and cancel)."""
+
+    phoneNumber: Annotated[str, Field(pattern=E164)] | None = None  # noqa: N815
+
+
+class ValidatePaymentBody(CamaraBody):
+    """``ValidatePayment``."""
+
+    authorizationId: Annotated[str, Field(max_length=256)]  # noqa: N815
+    code: Annotated[str, Field(max_length=64)]
+
+
+class AccessTokenCredential(CamaraBody):
+    """``AccessTokenCredential``, the only sink credential Matomete uses."""
+
+    credentialType: Literal["ACCESSTOKEN"]  # noqa: N815
+    accessToken: Annotated[str, Field(min_length=1, max_length=4096)]  # noqa: N815
+    accessTokenExpiresUtc: datetime  # noqa: N815
+    accessTokenType: Literal["bearer"]  # noqa: N815
+
+
+def sink_of(sink: Any, credential: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """The sink (an https URL: else 400 ``INVALID_SINK``) and its credential (``ACCESSTOKEN``
+    only: else ``INVALID_CREDENTIAL``; a token type other than ``bearer``: ``INVALID_TOKEN``)."""
+    if sink is not None and (
+        not isinstance(sink, str) or not sink.startswith("https://") or len(sink) > 2048 or len(sink) <= len("https://")
+    ):
+        raise Refusal(400, "INVALID_SINK", "The sink must be an https URL.")
+    if credential is None:
+        return sink, None
+    if not isinstance(credential, dict) or credential.get("credentialType") != "ACCESSTOKEN":
+        raise Refusal(400, "INVALID_CREDENTIAL", "Only a sink credential of type ACCESSTOKEN is supported.")
+    if credential.get("accessTokenType") != "bearer":
+        raise Refusal(400, "INVALID_TOKEN", "Only an access token of type bearer is supported.")
+    try:
+        parsed = AccessTokenCredential.model_validate(credential, strict=False)
+    except ValueError:
+        raise Refusal(400, "INVALID_ARGUMENT", "The sink credential is incomplete or malformed.") from None
+    if parsed.accessTokenExpiresUtc.tzinfo is None:
+        raise Refusal(400, "INVALID_ARGUMENT", "accessTokenExpiresUtc must have a time zone.")
+    return sink, parsed.model_dump(mode="json")
+
+
+def _yen(amount: float, what: str) -> int:
+    if amount != int(amount):
+        raise Refusal(400, "INVALID_ARGUMENT", f"{what} must be a whole number of yen (JPY has no fractions).")
+    return int(amount)
+
+
+def payment_request(body: CreatePaymentBody, raw: dict[str, Any]) -> PaymentRequest:
+    """The operation's request: whole yen of JPY only; the sink and its credential checked."""
+    transaction = body.amountTransaction
+    information = transaction.paymentAmount.chargingInformation
+    if information.currency != "JPY":
+        raise Refusal(400, "INVALID_ARGUMENT", "Only the currency JPY is supported.")
+    amount = _yen(information.amount, "amount")
+    for item in transaction.paymentAmount.paymentDetails or []:
+        if item.currency != "JPY":
+            raise Refusal(400, "INVALID_ARGUMENT", "Only the currency JPY is supported (paymentDetails).")
+        _yen(item.amount, "paymentDetails amount")
+    sink, credential = sink_of(body.sink, body.sinkCredential)
+    metadata = transaction.paymentAmount.chargingMetaData
+    return PaymentRequest(
+        amount=amount,
+        currency=information.currency,
+        description=information.description,
+        tax_included=information.isTaxIncluded,
+        charging_information=information.model_dump(exclude_none=True),
+        reference_code=transaction.referenceCode,
+        client_correlator=transaction.clientCorrelator,
+        phone_number=transaction.phoneNumber,
+        charging_metadata=metadata.model_dump(exclude_none=True) if metadata else None,
+        payment_details=(
+            [item.model_dump(exclude_none=True) for item in transaction.paymentAmount.paymentDetails]
+            if transaction.paymentAmount.paymentDetails
+            else None
+        ),
+        sink=sink,
+        sink_credential=credential,
+        body=raw,
+    )

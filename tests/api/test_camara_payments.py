@@ -1,0 +1,273 @@
+"""CAMARA Carrier Billing payments (product.md §13) end to end on the platform's own parts: a
+registered aggregator client, its tokens, the subscriber's confirmation on the validation page,
+the auth worker's decision, and the charge the payment is, seen at ``/v1``."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from conftest import OpsClient, row_counts
+from models.accounts import SubscriberAccount
+from models.charges import AccountUsage, Charge
+from models.oauth import OAuthClient
+from models.operations import oauth
+from settings import Settings
+from tests_support import Shop, answer, open_shop, settle
+
+BASE = "/carrier-billing/v0.5"
+SCOPES = [
+    "carrier-billing:payments:create",
+    "carrier-billing:payments:read",
+    "carrier-billing:payments:write",
+]
+PHONE = "+81312345678"
+_references = itertools.count(1)
+
+
+def payment_body(amount: float = 330, **transaction: Any) -> dict[str, Any]:
+    """A preparePayment/createPayment body for ``amount`` yen, tax included, with a fresh referenceCode."""
+    return {
+        "amountTransaction": {
+            "paymentAmount": {
+                "chargingInformation": {
+                    "amount": amount,
+                    "currency": "JPY",
+                    "description": "動画1本",
+                    "isTaxIncluded": True,
+                }
+            },
+            "referenceCode": f"ref-{next(_references)}",
+            **transaction,
+        }
+    }
+
+
+class Aggregator:
+    """A registered client of ``shop``'s merchant and how it gets tokens."""
+
+    def __init__(self, client: Any, settings: Settings, shop: Shop, registered: dict[str, Any]) -> None:
+        self.client, self.settings, self.shop = client, settings, shop
+        self.client_id, self.secret = registered["client_id"], registered["client_secret"]
+
+    async def two_legged(self, scope: str = " ".join(SCOPES)) -> dict[str, str]:
+        """Headers with a client-credentials token (no subscriber)."""
+        basic = base64.b64encode(f"{self.client_id}:{self.secret}".encode()).decode()
+        response = await self.client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        assert response.status == 200, await response.text()
+        return {"Authorization": f"Bearer {(await response.json())['access_token']}", "x-correlator": "c-1"}
+
+    async def three_legged(self, *, consent: int | None = None, lifetime: timedelta | None = None) -> dict[str, str]:
+        """Headers with a token of the shop's subscriber (consenting to ``consent`` yen when given)."""
+        client = await OAuthClient.get(id=self.client_id)
+        account = await SubscriberAccount.get(login_id=self.shop.login_id)
+        details = [{"type": "carrier_billing_payment", "amount": consent, "currency": "JPY", "description": "動画"}]
+        token = await oauth.issue_access_token(
+            client,
+            SCOPES,
+            issuer=self.settings.base_url,
+            account=account,
+            authorization_details=details if consent is not None else (),
+            **({"lifetime": lifetime} if lifetime is not None else {}),
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def aggregator(client: Any, ops: OpsClient, settings: Settings) -> Aggregator:
+    """A shop whose line has a phone number, and an aggregator client of its merchant."""
+    shop = await open_shop(ops)
+    status, _ = await ops.patch(f"/ops/v1/lines/{shop.line_id}", json={"phone_number": PHONE})
+    assert status == 200
+    body = {"merchant_id": shop.merchant_id, "name": "集約決済", "redirect_uris": ["https://agg.example/cb"]}
+    status, registered = await ops.post("/ops/v1/oauth_clients", json={**body, "scopes": SCOPES})
+    assert status == 201, registered
+    return Aggregator(client, settings, shop, registered)
+
+
+async def _reserved(aggregator: Aggregator, headers: dict[str, str], **transaction: Any) -> dict[str, Any]:
+    """Prepare a payment, confirm it on its validation page as the subscriber, wait for the decision."""
+    client, shop = aggregator.client, aggregator.shop
+    response = await client.post(f"{BASE}/payments/prepare", json=payment_body(**transaction), headers=headers)
+    assert response.status == 201, await response.text()
+    prepared = await response.json()
+    assert prepared["paymentStatus"] == "pending_validation"
+    assert prepared["validationInfo"]["action"] == "open"
+    confirmed = await answer(
+        client, prepared["validationInfo"]["validationURL"], login_id=shop.login_id, password=shop.password
+    )
+    assert confirmed.status == 303
+    payment_id = prepared["paymentId"]
+
+    async def decided() -> bool:
+        return (await Charge.get(id=payment_id)).status != "processing"
+
+    await settle(aggregator.settings, decided)
+    return dict(prepared)
+
+
+async def test_a_two_legged_payment_is_prepared_reserved_confirmed_and_is_a_charge(
+    aggregator: Aggregator, worker: Any
+) -> None:
+    """Prepare by phone number → pending_validation; the line's ID confirms → reserved (counted in
+    the month's usage); confirm → 202 and succeeded, a charge of the merchant at /v1 like any other."""
+    headers = await aggregator.two_legged()
+    prepared = await _reserved(aggregator, headers, phoneNumber=PHONE)
+    payment_id = prepared["paymentId"]
+    assert prepared["amountTransaction"]["phoneNumber"] == PHONE
+    read = await aggregator.client.get(f"{BASE}/payments/{payment_id}", headers=headers)
+    assert (read.status, (await read.json())["paymentStatus"]) == (200, "reserved")
+    assert read.headers["x-correlator"] == "c-1"
+    assert sum(usage.amount for usage in await AccountUsage.all()) == 330
+    confirm = await aggregator.client.post(
+        f"{BASE}/payments/{payment_id}/confirm", json={"phoneNumber": PHONE}, headers=headers
+    )
+    assert confirm.status == 202, await confirm.text()
+    read = await aggregator.client.get(f"{BASE}/payments/{payment_id}", headers=headers)
+    body = await read.json()
+    assert body["paymentStatus"] == "succeeded"
+    assert "paymentDate" in body
+    charge = await aggregator.client.get(f"/v1/charges/{payment_id}", headers=aggregator.shop.auth)
+    seen = await charge.json()
+    assert (seen["status"], seen["amount"], seen["billing_status"]) == ("succeeded", 330, "unbilled")
+    again = await aggregator.client.post(
+        f"{BASE}/payments/{payment_id}/confirm", json={"phoneNumber": PHONE}, headers=headers
+    )
+    assert (again.status, (await again.json())["code"]) == (409, "CARRIER_BILLING.PAYMENT_CONFIRMED")
+
+
+async def test_cancelling_a_reservation_gives_its_amount_back_to_the_limits(
+    aggregator: Aggregator, worker: Any
+) -> None:
+    """A reserved payment cancelled is ``cancelled`` and its month's usage is back to 0; cancelling again is 409."""
+    headers = await aggregator.two_legged()
+    prepared = await _reserved(aggregator, headers, phoneNumber=PHONE)
+    path = f"{BASE}/payments/{prepared['paymentId']}/cancel"
+    response = await aggregator.client.post(path, json={"phoneNumber": PHONE}, headers=headers)
+    assert response.status == 202, await response.text()
+    assert sum(usage.amount for usage in await AccountUsage.all()) == 0
+    again = await aggregator.client.post(path, json={"phoneNumber": PHONE}, headers=headers)
+    assert (again.status, (await again.json())["code"]) == (409, "CARRIER_BILLING.PAYMENT_CANCELLED")
+
+
+async def test_a_consented_one_step_payment_succeeds_once(aggregator: Aggregator) -> None:
+    """A three-legged token consenting to 330 yen pays 330 once (201 succeeded); the same token again is 403."""
+    headers = await aggregator.three_legged(consent=330)
+    response = await aggregator.client.post(f"{BASE}/payments", json=payment_body(), headers=headers)
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    assert (created["paymentStatus"], created["amountTransaction"]["phoneNumber"]) == ("succeeded", PHONE)
+    assert (await Charge.get(id=created["paymentId"])).status == "succeeded"
+    before = await row_counts()
+    response = await aggregator.client.post(f"{BASE}/payments", json=payment_body(), headers=headers)
+    assert (response.status, (await response.json())["code"]) == (403, "PERMISSION_DENIED")
+    assert await row_counts() == before
+
+
+async def test_a_net_amount_is_charged_with_its_tax(aggregator: Aggregator) -> None:
+    """300 yen with isTaxIncluded false is a 330-yen charge (10%); the consent is for what the subscriber pays."""
+    headers = await aggregator.three_legged(consent=330)
+    body = payment_body(300)
+    body["amountTransaction"]["paymentAmount"]["chargingInformation"]["isTaxIncluded"] = False
+    response = await aggregator.client.post(f"{BASE}/payments", json=body, headers=headers)
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    assert created["amountTransaction"]["paymentAmount"]["chargingInformation"]["amount"] == 300
+    assert (await Charge.get(id=created["paymentId"])).amount == 330
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "code"),
+    [
+        (
+            lambda body: body["amountTransaction"]["paymentAmount"]["chargingInformation"].update(currency="EUR"),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            lambda body: body["amountTransaction"]["paymentAmount"]["chargingInformation"].update(amount=330.5),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (lambda body: body["amountTransaction"].pop("referenceCode"), 400, "INVALID_ARGUMENT"),
+        (lambda body: body.update(sink="http://agg.example/sink"), 400, "INVALID_SINK"),
+        (
+            lambda body: body.update(sink="https://agg.example/s", sinkCredential={"credentialType": "PLAIN"}),
+            400,
+            "INVALID_CREDENTIAL",
+        ),
+        (lambda body: body["amountTransaction"].update(phoneNumber="+81399999999"), 404, "IDENTIFIER_NOT_FOUND"),
+        (lambda body: body["amountTransaction"].pop("phoneNumber"), 422, "MISSING_IDENTIFIER"),
+    ],
+)
+async def test_bad_prepare_requests_are_refused_in_camara_words_and_write_nothing(
+    aggregator: Aggregator, mutate: Any, status: int, code: str
+) -> None:
+    """Each refusal is CAMARA's flat error with the x-correlator echoed, and no row is written."""
+    headers = await aggregator.two_legged()
+    body = payment_body(phoneNumber=PHONE)
+    mutate(body)
+    before = await row_counts()
+    response = await aggregator.client.post(f"{BASE}/payments/prepare", json=body, headers=headers)
+    error = await response.json()
+    assert (response.status, error["status"], error["code"]) == (status, status, code), error
+    assert error["message"]
+    assert response.headers["x-correlator"] == "c-1"
+    assert await row_counts() == before
+
+
+async def test_tokens_are_checked_before_anything_else(aggregator: Aggregator) -> None:
+    """No token, an expired one, or one without the scope: 401, 401, 403 in CAMARA's words."""
+    path = f"{BASE}/payments"
+    response = await aggregator.client.get(path)
+    assert (response.status, (await response.json())["code"]) == (401, "UNAUTHENTICATED")
+    expired = await aggregator.three_legged(lifetime=timedelta(minutes=-1))
+    response = await aggregator.client.get(path, headers=expired)
+    assert (response.status, (await response.json())["code"]) == (401, "UNAUTHENTICATED")
+    read_only = await aggregator.two_legged("carrier-billing:payments:read")
+    response = await aggregator.client.post(f"{path}/prepare", json=payment_body(phoneNumber=PHONE), headers=read_only)
+    assert (response.status, (await response.json())["code"]) == (403, "PERMISSION_DENIED")
+
+
+async def test_a_client_correlator_replays_the_same_request_and_refuses_another(aggregator: Aggregator) -> None:
+    """The same body with the same clientCorrelator answers the same payment; another body with it is 400;
+    a referenceCode used before is 409."""
+    headers = await aggregator.two_legged()
+    body = payment_body(phoneNumber=PHONE, clientCorrelator="corr-1")
+    first = await (await aggregator.client.post(f"{BASE}/payments/prepare", json=body, headers=headers)).json()
+    replay = await aggregator.client.post(f"{BASE}/payments/prepare", json=body, headers=headers)
+    assert (replay.status, (await replay.json())["paymentId"]) == (201, first["paymentId"])
+    other = payment_body(phoneNumber=PHONE, clientCorrelator="corr-1")
+    response = await aggregator.client.post(f"{BASE}/payments/prepare", json=other, headers=headers)
+    assert (response.status, (await response.json())["code"]) == (400, "INVALID_ARGUMENT")
+    reused = payment_body(phoneNumber=PHONE)
+    reused["amountTransaction"]["referenceCode"] = body["amountTransaction"]["referenceCode"]
+    response = await aggregator.client.post(f"{BASE}/payments/prepare", json=reused, headers=headers)
+    assert (response.status, (await response.json())["code"]) == (409, "ALREADY_EXISTS")
+    assert await Charge.all().count() == 1
+
+
+async def test_payments_are_listed_a_page_at_a_time(aggregator: Aggregator) -> None:
+    """Three payments, perPage 2: X-Total-Count 3, newest first; asc reverses; perPage 1000 is refused."""
+    headers = await aggregator.two_legged()
+    made = []
+    for _ in range(3):
+        response = await aggregator.client.post(
+            f"{BASE}/payments/prepare", json=payment_body(phoneNumber=PHONE), headers=headers
+        )
+        made.append((await response.json())["paymentId"])
+    response = await aggregator.client.get(f"{BASE}/payments?perPage=2", headers=headers)
+    page = await response.json()
+    assert (response.status, response.headers["X-Total-Count"], len(page)) == (200, "3", 2)
+    response = await aggregator.client.get(f"{BASE}/payments?order=asc&perPage=3", headers=headers)
+    assert [payment["paymentId"] for payment in await response.json()] == made
+    response = await aggregator.client.get(f"{BASE}/payments?perPage=1000", headers=headers)
+    assert (await response.json())["code"] == "CARRIER_BILLING.TOO_MANY_MATCHING_RECORDS"

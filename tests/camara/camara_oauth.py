@@ -18,10 +18,11 @@ LIFETIME = timedelta(minutes=10)
 EXPIRED = timedelta(minutes=-5)
 # A scope set without any CAMARA operation's scope ("an access token without the required scope").
 NO_SCOPE = ("openid",)
-# What each rate limit is set to for the run, where the platform has it: low enough that the
-# 429 cases reach it in a few dozen requests, high enough that no other case meets it (each case
-# has its own OAuth client, so the counts never mix).
-RATE_LIMITS = {"rate_limit_camara": "20/second"}
+# What the rate limits are for the run, where the platform has them. Requests, per client: low
+# enough that a 429 case reaches it in a few dozen requests, high enough that no other case meets
+# it (each case has its own OAuth client, so counts never mix). Failed tokens, per address: every
+# case comes from 127.0.0.1, and some forty of them send expired, invalid or no tokens on purpose.
+RATE_LIMITS = {"rate_limit_camara_requests": "20/second", "rate_limit_camara_token_failures": "100000/minute"}
 RATE_LIMIT_ATTEMPTS = 200
 
 
@@ -62,11 +63,15 @@ async def mint(  # noqa: PLR0913 - the token's parts, keyword-only
     issuer: str,
     login_id: str | None,
     scopes: Sequence[str] | None = None,
-    authorization_details: Sequence[dict[str, Any]] = (),
+    authorization_details: Sequence[dict[str, Any]] | str = (),
+    body: Any = None,
     lifetime: timedelta = LIFETIME,
 ) -> str:
-    """An access token of ``client``: three-legged for ``login_id``'s account, two-legged without."""
+    """An access token of ``client``: three-legged for ``login_id``'s account, two-legged without;
+    ``authorization_details="consent"`` consents to the createPayment ``body``."""
     account = await account_by_login(login_id) if login_id else None
+    if authorization_details == "consent":
+        authorization_details = await payment_consent(body)
     return str(
         await _oauth().issue_access_token(
             client,
@@ -79,15 +84,24 @@ async def mint(  # noqa: PLR0913 - the token's parts, keyword-only
     )
 
 
-def payment_consent(body: Any) -> list[dict[str, Any]]:
+async def payment_consent(body: Any) -> list[dict[str, Any]]:
     """RFC 9396 ``authorization_details`` for the createPayment ``body`` about to be sent
-    (product.md §13): amount, currency and description of its chargingInformation."""
+    (product.md §13): its chargingInformation's description and currency, and as the amount the
+    tax-included yen the subscriber pays (a net amount, ``isTaxIncluded`` false or absent, plus
+    its tax at today's rate, rounded down, as the platform prices it)."""
+    from billing.periods import JST
+    from billing.tax import price_of_net, rate_on
+    from models.clock import clock
+
     try:
         info = body["amountTransaction"]["paymentAmount"]["chargingInformation"]
     except (KeyError, TypeError):
         return []
-    detail = {"type": "carrier_billing_payment"}
+    detail: dict[str, Any] = {"type": "carrier_billing_payment"}
     detail.update({key: info[key] for key in ("amount", "currency", "description") if key in info})
+    amount = info.get("amount")
+    if isinstance(amount, int) and not isinstance(amount, bool) and amount >= 0 and not info.get("isTaxIncluded"):
+        detail["amount"] = price_of_net(amount, rate_on((await clock.now()).astimezone(JST).date()))
     return [detail]
 
 

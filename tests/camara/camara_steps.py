@@ -194,9 +194,7 @@ class Case:
         issuer = self.platform.base_url
         three_legged = kind != "two_legged"
         login = self.subscriber.login_id if three_legged else None
-        consent: list[dict[str, Any]] = []
-        if operation_id == "createPayment" and three_legged:
-            consent = camara_oauth.payment_consent(body)
+        consent = "consent" if operation_id == "createPayment" and three_legged else ()
         scopes = camara_oauth.NO_SCOPE if kind == "no_scope" else None
         lifetime = camara_oauth.EXPIRED if kind == "expired" else camara_oauth.LIFETIME
         token = self.platform.run(
@@ -206,6 +204,7 @@ class Case:
                 login_id=login,
                 scopes=scopes,
                 authorization_details=consent,
+                body=body,
                 lifetime=lifetime,
             )
         )

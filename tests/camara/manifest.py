@@ -103,14 +103,20 @@ ALIASES: dict[str, str] = {
     ),
 }
 
-# Scenarios whose environment differs from a case's default line (an eligible line and ID that may
-# spend 20,000 yen a month):
-# - ``denied``: the payment is denied by business: a line and ID whose monthly limit (100 yen) is
-#   below the payment (create, prepare); for confirm, the line is suspended after its reservation.
+# Scenarios whose environment differs from the default (a case's own client of the shared
+# merchant, its own eligible line and ID, and a 3-legged "valid access token"):
+# - ``denied``: "a business context exists to deny the payment": the case's client belongs to a
+#   merchant of its own, suspended just before the request (after the reservation, for confirm);
+#   the platform refuses a suspended merchant's payments with 403 CARRIER_BILLING.PAYMENT_DENIED.
+# - ``two_legged``: the scenario's title says "in 2-legged access mode" while its steps ask for
+#   "a valid access token": its request carries a two-legged one (what it seeded, three-legged).
 CONTEXTS: dict[str, str] = {
     "create_payment_403.02_payment_denied": "denied",
     "prepare_payment_403.02_payment_denied": "denied",
     "confirm_payment_403.02_payment_denied": "denied",
+    "prepare_payment_11_amountTransaction_phoneNumber_two_legged": "two_legged",
+    "confirm_payment_03_phoneNumber_two_legged": "two_legged",
+    "cancel_payment_03_phoneNumber_two_legged": "two_legged",
 }
 
 

@@ -15,12 +15,17 @@ from models.operations.camara import PaymentRequest, Refusal
 
 __all__ = [
     "E164",
+    "CamaraBody",
     "ChargingInformation",
+    "ChargingMetaData",
     "CreatePaymentBody",
     "PhoneNumberBody",
     "PreparePaymentBody",
+    "Text",
     "ValidatePaymentBody",
     "payment_request",
+    "sink_of",
+    "whole_yen",
 ]
 
 E164 = r"^\+[1-9][0-9]{4,14}$"
@@ -142,11 +147,18 @@ class AccessTokenCredential(CamaraBody):
     accessTokenType: Literal["bearer"]  # noqa: N815
 
 
-def sink_of(sink: Any, credential: Any) -> tuple[str | None, dict[str, Any] | None]:
-    """The sink (an https URL: else 400 ``INVALID_SINK``) and its credential (``ACCESSTOKEN``
-    only: else ``INVALID_CREDENTIAL``; a token type other than ``bearer``: ``INVALID_TOKEN``)."""
+def sink_of(sink: Any, credential: Any, *, allow_insecure: bool) -> tuple[str | None, dict[str, Any] | None]:
+    """The sink (an https URL: else 400 ``INVALID_SINK``; http too where the platform lets
+    merchants test webhooks on their own machine, ``MATOMETE_WEBHOOKS_ALLOW_INSECURE``) and its
+    credential (``ACCESSTOKEN`` only: else ``INVALID_CREDENTIAL``; a token type other than
+    ``bearer``: ``INVALID_TOKEN``)."""
+    schemes = ("https://", "http://") if allow_insecure else ("https://",)
     if sink is not None and (
-        not isinstance(sink, str) or not sink.startswith("https://") or len(sink) > 2048 or len(sink) <= len("https://")
+        not isinstance(sink, str)
+        or not sink.startswith(schemes)
+        or len(sink) > 2048
+        or sink.rstrip("/") in {scheme.rstrip("/") for scheme in schemes}
+        or any(ord(char) < 33 for char in sink)
     ):
         raise Refusal(400, "INVALID_SINK", "The sink must be an https URL.")
     if credential is None:
@@ -164,24 +176,25 @@ def sink_of(sink: Any, credential: Any) -> tuple[str | None, dict[str, Any] | No
     return sink, parsed.model_dump(mode="json")
 
 
-def _yen(amount: float, what: str) -> int:
+def whole_yen(amount: float, what: str) -> int:
+    """``amount`` as whole yen; a fraction is a 400 (JPY has none)."""
     if amount != int(amount):
         raise Refusal(400, "INVALID_ARGUMENT", f"{what} must be a whole number of yen (JPY has no fractions).")
     return int(amount)
 
 
-def payment_request(body: CreatePaymentBody, raw: dict[str, Any]) -> PaymentRequest:
+def payment_request(body: CreatePaymentBody, raw: dict[str, Any], *, allow_insecure: bool) -> PaymentRequest:
     """The operation's request: whole yen of JPY only; the sink and its credential checked."""
     transaction = body.amountTransaction
     information = transaction.paymentAmount.chargingInformation
     if information.currency != "JPY":
         raise Refusal(400, "INVALID_ARGUMENT", "Only the currency JPY is supported.")
-    amount = _yen(information.amount, "amount")
+    amount = whole_yen(information.amount, "amount")
     for item in transaction.paymentAmount.paymentDetails or []:
         if item.currency != "JPY":
             raise Refusal(400, "INVALID_ARGUMENT", "Only the currency JPY is supported (paymentDetails).")
-        _yen(item.amount, "paymentDetails amount")
-    sink, credential = sink_of(body.sink, body.sinkCredential)
+        whole_yen(item.amount, "paymentDetails amount")
+    sink, credential = sink_of(body.sink, body.sinkCredential, allow_insecure=allow_insecure)
     metadata = transaction.paymentAmount.chargingMetaData
     return PaymentRequest(
         amount=amount,

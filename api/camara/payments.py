@@ -28,7 +28,7 @@ from models.operations import camara
 from models.operations.camara import PAYMENT_STATUSES, Caller, PaymentQuery, Refusal
 from models.operations.oauth import consume_token_once
 
-__all__ = ["payment_view", "routes"]
+__all__ = ["page_headers", "payment_query", "payment_view", "raw_body", "routes", "stamp"]
 
 routes = web.RouteTableDef()
 PREFIX = "/carrier-billing/v0.5"
@@ -40,7 +40,8 @@ CREATE, READ, WRITE = (
 MAX_PER_PAGE = 100
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
+    """An RFC 3339 date-time with its time zone (``Z`` for UTC)."""
     return moment.isoformat().replace("+00:00", "Z")
 
 
@@ -68,16 +69,17 @@ async def payment_view(request: web.Request, charge: Charge, side: CamaraPayment
         "paymentId": charge.id,
         "amountTransaction": transaction,
         "paymentStatus": camara.payment_status(charge),
-        "paymentCreationDate": _stamp(charge.created_at),
+        "paymentCreationDate": stamp(charge.created_at),
     }
     if charge.status == ChargeStatus.SUCCEEDED and charge.decided_at is not None:
-        view["paymentDate"] = _stamp(charge.decided_at)
+        view["paymentDate"] = stamp(charge.decided_at)
     if side.sink:
         view["sink"] = side.sink
     return view
 
 
-async def _raw(request: web.Request) -> dict[str, Any]:
+async def raw_body(request: web.Request) -> dict[str, Any]:
+    """The body as sent (for the request's fingerprint); parsing has refused anything else."""
     try:
         raw = json.loads(await request.read())
     except ValueError:
@@ -93,7 +95,7 @@ async def create_payment(request: web.Request, caller: Caller) -> web.Response:
     settings = request.config_dict[SETTINGS]
     charge, _made = await camara.create_payment(
         caller,
-        payment_request(body, await _raw(request)),
+        payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure),
         base_url=settings.base_url,
         secret_key=settings.secret_key,
         consume=consume_token_once,
@@ -110,7 +112,10 @@ async def prepare_payment(request: web.Request, caller: Caller) -> web.Response:
     body = await parse(request, PreparePaymentBody)
     settings = request.config_dict[SETTINGS]
     charge, _made = await camara.prepare_payment(
-        caller, payment_request(body, await _raw(request)), base_url=settings.base_url, secret_key=settings.secret_key
+        caller,
+        payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure),
+        base_url=settings.base_url,
+        secret_key=settings.secret_key,
     )
     side = await CamaraPayment.get(charge_id=charge.id)
     view = await payment_view(request, charge, side)

@@ -23,6 +23,7 @@ from api.site.sessions import Site
 from billing.errors import InvalidRequest, NotFound
 from billing.signing import return_redirect
 from billing.states import ChargeStatus, SubscriptionStatus
+from models.camara import CamaraPayment
 from models.charges import Charge
 from models.merchants import Merchant
 from models.operations import purchases
@@ -58,6 +59,8 @@ class Purchase:
     charge: Charge | None
     subscription: Subscription | None
     merchant: Merchant
+    # The real merchant an aggregator named for a CAMARA payment (chargingMetaData.merchantName).
+    named_merchant: str | None = None
 
     @property
     def monthly(self) -> bool:
@@ -115,7 +118,13 @@ async def _purchase(token: str) -> Purchase:
     if charge is None and subscription is None:
         raise NotFound("No such confirmation page.", code="confirmation_missing")
     merchant_id = (charge or subscription).merchant_id  # type: ignore[union-attr]
-    return Purchase(charge=charge, subscription=subscription, merchant=await Merchant.get(id=merchant_id))
+    named = None
+    if charge is not None and charge.expected_line_id is not None:  # only CAMARA payments name a line
+        camara = await CamaraPayment.get_or_none(charge_id=charge.id)
+        named = str((camara.charging_metadata or {}).get("merchantName") or "") or None if camara else None
+    return Purchase(
+        charge=charge, subscription=subscription, merchant=await Merchant.get(id=merchant_id), named_merchant=named
+    )
 
 
 def client_address(request: web.Request, settings: Settings) -> str:
@@ -139,7 +148,8 @@ async def _form(
 ) -> web.Response:
     """The confirmation form; ``error`` is a problem code the page puts into words."""
     context: dict[str, Any] = {
-        "merchant": purchase.merchant.name,
+        "merchant": purchase.named_merchant or purchase.merchant.name,
+        "via": purchase.merchant.name if purchase.named_merchant else None,
         "description": purchase.target.description,
         "amount": purchase.target.amount,
         "monthly": purchase.monthly,

@@ -8,6 +8,7 @@ import base64
 import itertools
 from datetime import timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -88,7 +89,8 @@ async def aggregator(client: Any, ops: OpsClient, settings: Settings) -> Aggrega
     status, _ = await ops.patch(f"/ops/v1/lines/{shop.line_id}", json={"phone_number": PHONE})
     assert status == 200
     body = {"merchant_id": shop.merchant_id, "name": "集約決済", "redirect_uris": ["https://agg.example/cb"]}
-    status, registered = await ops.post("/ops/v1/oauth_clients", json={**body, "scopes": SCOPES})
+    scopes = [*SCOPES, "carrier-billing-refund:refunds:create", "carrier-billing-refund:refunds:read"]
+    status, registered = await ops.post("/ops/v1/oauth_clients", json={**body, "scopes": scopes})
     assert status == 201, registered
     return Aggregator(client, settings, shop, registered)
 
@@ -271,3 +273,116 @@ async def test_payments_are_listed_a_page_at_a_time(aggregator: Aggregator) -> N
     assert [payment["paymentId"] for payment in await response.json()] == made
     response = await aggregator.client.get(f"{BASE}/payments?perPage=1000", headers=headers)
     assert (await response.json())["code"] == "CARRIER_BILLING.TOO_MANY_MATCHING_RECORDS"
+
+
+REFUNDS = "/carrier-billing-refund/v0.3"
+REFUND_SCOPES = "carrier-billing-refund:refunds:create carrier-billing-refund:refunds:read"
+
+
+def refund_body(kind: str = "total", amount: int | None = None, **extra: Any) -> dict[str, Any]:
+    """A createRefund body: the rest of the payment (total) or ``amount`` yen tax included (partial)."""
+    refund_amount: dict[str, Any] = {}
+    if amount is not None:
+        refund_amount["chargingInformation"] = {
+            "amount": amount,
+            "currency": "JPY",
+            "description": "返金",
+            "isTaxIncluded": True,
+        }
+    return {
+        "type": kind,
+        "amountTransaction": {"refundAmount": refund_amount, "referenceCode": f"rf-{next(_references)}"},
+        **extra,
+    }
+
+
+async def _paid(aggregator: Aggregator) -> str:
+    headers = await aggregator.three_legged(consent=330)
+    response = await aggregator.client.post(f"{BASE}/payments", json=payment_body(), headers=headers)
+    assert response.status == 201, await response.text()
+    return str((await response.json())["paymentId"])
+
+
+async def test_refunds_are_refunds_of_the_charge_and_leave_the_rest(aggregator: Aggregator) -> None:
+    """A partial refund of 100 leaves 230 (remaining-amount); a total refund gives back the 230; the
+    charge at /v1 shows 330 refunded; a refund past the rest is 422 and a refund of a refunded payment 403."""
+    payment_id = await _paid(aggregator)
+    headers = await aggregator.two_legged(f"{' '.join(SCOPES)} {REFUND_SCOPES}")
+    path = f"{REFUNDS}/payments/{payment_id}/refunds"
+    too_much = await aggregator.client.post(path, json=refund_body("partial", 331), headers=headers)
+    assert (too_much.status, (await too_much.json())["code"]) == (422, "CARRIER_BILLING_REFUND.UNAUTHORIZED_AMOUNT")
+    response = await aggregator.client.post(path, json=refund_body("partial", 100, reason="一部返金"), headers=headers)
+    assert response.status == 201, await response.text()
+    partial = await response.json()
+    assert (partial["type"], partial["refundStatus"], partial["reason"]) == ("partial", "succeeded", "一部返金")
+    rest = await (await aggregator.client.get(f"{path}/remaining-amount", headers=headers)).json()
+    assert (rest["amount"], rest["currency"]) == (230, "JPY")
+    response = await aggregator.client.post(path, json=refund_body(), headers=headers)
+    assert (response.status, (await response.json())["type"]) == (201, "total")
+    charge = await (await aggregator.client.get(f"/v1/charges/{payment_id}", headers=aggregator.shop.auth)).json()
+    assert charge["refunded_amount"] == 330
+    again = await aggregator.client.post(path, json=refund_body(), headers=headers)
+    assert (again.status, (await again.json())["code"]) == (
+        403,
+        "CARRIER_BILLING_REFUND.PAYMENT_NOT_ELIGIBLE_FOR_REFUND",
+    )
+    listed = await aggregator.client.get(f"{path}?order=asc", headers=headers)
+    assert listed.headers["X-Total-Count"] == "2"
+    assert [refund["refundId"] for refund in await listed.json()] == [partial["refundId"], ANY]
+    one = await aggregator.client.get(f"{path}/{partial['refundId']}", headers=headers)
+    assert (one.status, (await one.json())["refundId"]) == (200, partial["refundId"])
+
+
+async def test_refund_refusals_name_camara_codes_and_write_nothing(aggregator: Aggregator) -> None:
+    """A net refund of a gross payment is 422 TAXES_MANAGEMENT_MISMATCH; refundDetails of a payment
+    without paymentDetails 422 REFUND_DETAILS_MISMATCH; a pending payment 422 INVALID_PAYMENT_STATUS."""
+    payment_id = await _paid(aggregator)
+    headers = await aggregator.two_legged(f"{' '.join(SCOPES)} {REFUND_SCOPES}")
+    path = f"{REFUNDS}/payments/{payment_id}/refunds"
+    before = await row_counts()
+    net = refund_body("partial", 100)
+    net["amountTransaction"]["refundAmount"]["chargingInformation"]["isTaxIncluded"] = False
+    response = await aggregator.client.post(path, json=net, headers=headers)
+    assert (await response.json())["code"] == "CARRIER_BILLING_REFUND.TAXES_MANAGEMENT_MISMATCH"
+    detailed = refund_body("partial", 100)
+    detailed["amountTransaction"]["refundAmount"]["refundDetails"] = [
+        {"paymentItemId": "x", "amount": 100, "currency": "JPY", "description": "x"}
+    ]
+    response = await aggregator.client.post(path, json=detailed, headers=headers)
+    assert (await response.json())["code"] == "CARRIER_BILLING_REFUND.REFUND_DETAILS_MISMATCH"
+    response = await aggregator.client.post(
+        f"{BASE}/payments/prepare", json=payment_body(phoneNumber=PHONE), headers=headers
+    )
+    pending = (await response.json())["paymentId"]
+    after_prepare = await row_counts()
+    response = await aggregator.client.post(
+        f"{REFUNDS}/payments/{pending}/refunds", json=refund_body(), headers=headers
+    )
+    assert (await response.json())["code"] == "CARRIER_BILLING_REFUND.INVALID_PAYMENT_STATUS"
+    assert await row_counts() == after_prepare
+    assert before["refunds"] == after_prepare["refunds"] == 0
+
+
+async def test_the_validation_page_names_the_real_merchant_via_the_aggregator(
+    aggregator: Aggregator, worker: Any
+) -> None:
+    """chargingMetaData.merchantName is shown as the merchant, "via" the aggregator's contracted
+    merchant; once reserved the page says the payment is confirmed, to be completed by the shop."""
+    headers = await aggregator.two_legged()
+    metadata = {"merchantName": "ゲーム工房"}
+    body = payment_body(phoneNumber=PHONE)
+    body["amountTransaction"]["paymentAmount"]["chargingMetaData"] = metadata
+    response = await aggregator.client.post(f"{BASE}/payments/prepare", json=body, headers=headers)
+    url = (await response.json())["validationInfo"]["validationURL"]
+    path = url.removeprefix(aggregator.settings.base_url)
+    page = await (await aggregator.client.get(path, headers={"Accept-Language": "ja"})).text()
+    assert "ゲーム工房（ストリーム動画株式会社 経由）" in page
+    shop = aggregator.shop
+    assert (await answer(aggregator.client, url, login_id=shop.login_id, password=shop.password)).status == 303
+
+    async def reserved() -> bool:
+        return await Charge.filter(status="reserved").exists()
+
+    await settle(aggregator.settings, reserved)
+    done = await (await aggregator.client.get(path, headers={"Accept-Language": "ja"})).text()
+    assert "お支払いを承認しました" in done

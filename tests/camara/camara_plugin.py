@@ -19,6 +19,8 @@ from manifest import ALIASES, reason_for
 
 HERE = Path(__file__).resolve().parent
 OUTCOMES: dict[str, str] = {}  # node id -> passed / failed / skipped, one per case
+FAILURES: dict[str, str] = {}  # node id -> "tag: the assertion's first line"
+TAGS: dict[str, str] = {}  # node id -> the scenario's tag (and outline row)
 
 
 def _is_camara(item: pytest.Item) -> bool:
@@ -48,6 +50,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         tag, example = _scenario_of(item)
         item.camara_tag = tag  # type: ignore[attr-defined]
+        TAGS[item.nodeid] = tag + (f"[{','.join(example.values())}]" if example else "")
         reason = reason_for(tag, example)
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=f"CAMARA manifest: {reason}"))
@@ -59,6 +62,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     if report.failed:
         OUTCOMES[report.nodeid] = "failed"
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = (crash.message if crash is not None else str(report.longrepr)).splitlines()[0][:160]
+        FAILURES.setdefault(report.nodeid, message)
     elif report.skipped and report.when in ("setup", "call"):
         OUTCOMES.setdefault(report.nodeid, "skipped")
     elif report.passed and report.when == "call":
@@ -69,7 +75,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     """``CAMARA conformance: P passed, F failed, S skipped of N``, and the aliases used."""
     if not OUTCOMES:
         return
-    from camara_steps import ALIAS_USES
+    from camara_steps import ALIAS_USES, NOTES
 
     counts = {
         kind: sum(1 for outcome in OUTCOMES.values() if outcome == kind) for kind in ("passed", "failed", "skipped")
@@ -80,6 +86,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for alias, why in ALIASES.items():
         uses = sum(count for key, count in ALIAS_USES.items() if key.split(" (")[0] in alias or alias.startswith(key))
         write(f"  {alias}  [{uses} uses]  {why}")
+    for note in sorted(NOTES):
+        write(f"CAMARA note: {note}")
+    if FAILURES:
+        write("CAMARA failures (tag: first line of the assertion):")
+        for nodeid, message in sorted(FAILURES.items(), key=lambda pair: TAGS.get(pair[0], pair[0])):
+            write(f"  {TAGS.get(nodeid, nodeid)}: {message}")
     if camara_dir() is None:
         write(f"CAMARA folder absent; looked in: {', '.join(map(str, candidate_dirs()))}")
     write(

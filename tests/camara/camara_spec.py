@@ -101,6 +101,19 @@ def operations() -> dict[str, Operation]:
     return found
 
 
+def response_has_content(operation: Operation, status: int) -> bool:
+    """Whether the YAML gives ``operation``'s ``status`` answer a body (True when it does not say)."""
+    doc = document(operation.api)
+    base = _base_path(doc)
+    declared = doc["paths"][operation.path.removeprefix(base)][operation.method.lower()].get("responses", {})
+    response = declared.get(str(status))
+    if response is None:
+        return True
+    if "$ref" in response:
+        response = resolve(operation.api, response["$ref"])
+    return bool(response.get("content"))
+
+
 def operation_for_resource(resource: str) -> Operation | None:
     """The operation whose full path is ``resource`` (None when the feature names a path no YAML has)."""
     return next((op for op in operations().values() if op.path == resource), None)

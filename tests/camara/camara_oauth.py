@@ -105,6 +105,15 @@ async def payment_consent(body: Any) -> list[dict[str, Any]]:
     return [detail]
 
 
+async def tax_included(net: int) -> int:
+    """The tax-included yen of a ``net`` amount today, as the platform prices it."""
+    from billing.periods import JST
+    from billing.tax import price_of_net, rate_on
+    from models.clock import clock
+
+    return price_of_net(net, rate_on((await clock.now()).astimezone(JST).date()))
+
+
 def settings_changes(settings_fields: set[str]) -> dict[str, str]:
     """The rate limits of :data:`RATE_LIMITS` the platform's Settings has."""
     return {name: value for name, value in RATE_LIMITS.items() if name in settings_fields}

@@ -43,6 +43,14 @@ def _scenario_of(item: pytest.Item) -> tuple[str, dict[str, str]]:
     return (tags[0] if tags else item.name), example
 
 
+def _feature_operation(item: pytest.Item) -> str:
+    from pytest_bdd.scenario import scenario_wrapper_template_registry
+
+    template = scenario_wrapper_template_registry.get(getattr(item, "obj", None))
+    filename = template.feature.filename if template is not None else ""
+    return Path(filename).stem.rsplit("-", 1)[-1]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Name each case by its tag, and skip, with the reason, what the manifest lists."""
     for item in items:
@@ -50,6 +58,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         tag, example = _scenario_of(item)
         item.camara_tag = tag  # type: ignore[attr-defined]
+        # The feature files are named carrier-billing[-refund]-<operationId>.feature.
+        item.camara_operation = _feature_operation(item)  # type: ignore[attr-defined]
         TAGS[item.nodeid] = tag + (f"[{','.join(example.values())}]" if example else "")
         reason = reason_for(tag, example)
         if reason is not None:

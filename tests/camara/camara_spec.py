@@ -114,9 +114,11 @@ def response_has_content(operation: Operation, status: int) -> bool:
     return bool(response.get("content"))
 
 
-def operation_for_resource(resource: str) -> Operation | None:
-    """The operation whose full path is ``resource`` (None when the feature names a path no YAML has)."""
-    return next((op for op in operations().values() if op.path == resource), None)
+def operation_for_resource(resource: str, preferred: str) -> Operation | None:
+    """The operation whose full path is ``resource`` (None when the feature names a path no YAML
+    has): ``preferred`` (the feature file's own operation) among several on one path."""
+    found = [op for op in operations().values() if op.path == resource]
+    return next((op for op in found if op.operation_id == preferred), found[0] if found else None)
 
 
 @cache

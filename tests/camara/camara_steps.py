@@ -134,9 +134,10 @@ def instant(value: str) -> datetime:
 class Case:
     """One scenario: what it will send, what it seeded and what came back."""
 
-    def __init__(self, platform: Platform, tag: str) -> None:
+    def __init__(self, platform: Platform, tag: str, feature_operation: str) -> None:
         self.platform = platform
         self.tag = tag
+        self.feature_operation = feature_operation
         self.context = CONTEXTS.get(tag, "")
         self.operation: camara_spec.Operation | None = None
         self.headers: dict[str, str] = {}
@@ -255,6 +256,10 @@ class Case:
 
     def apply_context_before_send(self) -> None:
         """What a scenario's context (manifest.CONTEXTS) changes just before its request."""
+        if self.context == "refunded_in_full":
+            # Not eligible: the payment was refunded in full already.
+            status, answer = self.create_refund(self.succeeded_payment(), "total")
+            assert status == 201, f"seeding a total refund answered {status}: {answer}"
         if self.context == "denied":
             # Denied by business: the case's own merchant (the aggregator) is suspended, after
             # whatever the case seeded (for confirmPayment, the reservation).
@@ -372,7 +377,7 @@ class Case:
 @pytest.fixture
 def case(request: pytest.FixtureRequest, camara_platform: Platform) -> Case:
     """The scenario's request state."""
-    return Case(camara_platform, request.node.camara_tag)
+    return Case(camara_platform, request.node.camara_tag, request.node.camara_operation)
 
 
 # ===================================================================== request: resource, headers
@@ -381,7 +386,7 @@ def case(request: pytest.FixtureRequest, camara_platform: Platform) -> Case:
 @given(step_re(f"the resource {q('resource')}"))
 def resource(case: Case, resource: str) -> None:
     """The operation at ``resource`` (looked up again by operationId when the request is sent)."""
-    case.operation = camara_spec.operation_for_resource(resource)
+    case.operation = camara_spec.operation_for_resource(resource, case.feature_operation)
     if case.operation is None and resource == "/carrier-billing-refund/v0.3/refunds":
         # createRefund's Background names a path no YAML has; the operation is createRefund.
         _used("createRefund resource /refunds -> /payments/{paymentId}/refunds")
@@ -494,8 +499,15 @@ def body_valid_value(case: Case, path: str) -> None:
 
 @given(step_re(f"the request body property {q('path')} is set to true"))
 def body_true(case: Case, path: str) -> None:
-    """``path`` is true."""
-    json_set(_body(case), body_path(path, case.operation_id), True)  # noqa: FBT003 - a JSON value
+    """``path`` is true. A refund's gross amount refunds a gross payment: the refund-eligible
+    payment is then one whose amount was tax included (the platform refuses a mix, 422.04)."""
+    path = body_path(path, case.operation_id)
+    json_set(_body(case), path, True)  # noqa: FBT003 - a JSON value
+    if case.operation_id == "createRefund" and path.endswith("chargingInformation.isTaxIncluded"):
+        case.payment = case.create_payment(
+            **{"$.amountTransaction.paymentAmount.chargingInformation.isTaxIncluded": True}
+        )
+        case.path_params["paymentId"] = case.payment["paymentId"]
 
 
 @given(step_re(f"the request body property {q('path')} is set to false OR not set"))
@@ -701,9 +713,9 @@ def body_refund_over_payment(case: Case, path: str) -> None:
 
 @given(step_re(f"the request body property {q('path')} is different than the value used for related payment"))
 def body_other_tax_mode(case: Case, path: str) -> None:
-    """Gross where the payment was net (it was sent without isTaxIncluded)."""
-    case.succeeded_payment()
-    json_set(_body(case), body_path(path, case.operation_id), True)  # noqa: FBT003 - a JSON value
+    """The other tax mode than the payment's."""
+    paid = case.succeeded_payment()["amountTransaction"]["paymentAmount"]["chargingInformation"]
+    json_set(_body(case), body_path(path, case.operation_id), not paid.get("isTaxIncluded", False))
 
 
 @given(
@@ -910,21 +922,19 @@ def refunds_for_merchant(case: Case) -> None:
     )
 )
 def refund_in_state(case: Case, refund_type: str, state: str, name: str) -> None:
-    """A refund of ``that payment``; a denied one is asked for more than was paid (and refused)."""
-    payment = case.succeeded_payment()
+    """A refund of ``that payment``. A denied one is denied by business: ``that payment`` is then a
+    new one of a merchant (and client) of the case's own, suspended while the refund is asked for
+    (and refused, so none exists), then active again."""
     if state == "finally denied":
-        paid = payment["amountTransaction"]["paymentAmount"]["chargingInformation"]["amount"]
-        extra = {"$.amountTransaction.refundAmount.chargingInformation.amount": int(paid) + 1_000}
-        if refund_type == "total":
-            # A total refund cannot ask for more: a second total refund of the same payment is the one refused.
-            case.create_refund(payment, "total")
-            case.refunds.clear()
-            extra = {}
-        status, answer = case.create_refund(payment, "partial" if extra else "total", **extra)
-        case.refunds.clear()
-        case.refund = answer
+        case._client, case.payment = None, None
+        case._merchant_id = case.platform.new_merchant()
+        payment = case.succeeded_payment()
+        case.platform.ops("PATCH", f"/ops/v1/merchants/{case._merchant_id}", {"status": "suspended"})
+        status, answer = case.create_refund(payment, refund_type)
+        case.platform.ops("PATCH", f"/ops/v1/merchants/{case._merchant_id}", {"status": "active"})
+        assert status == 403, f"a refund by a suspended merchant answered {status}: {answer}"
         return
-    status, answer = case.create_refund(payment, refund_type)
+    status, answer = case.create_refund(case.succeeded_payment(), refund_type)
     assert status == 201, f"seeding createRefund answered {status}: {answer}"
     case.refund = answer
 
@@ -1121,7 +1131,16 @@ def _contains(answered: Any, sent: Any) -> bool:
 
 def _payment_amount(case: Case) -> float:
     assert case.payment is not None, "no related payment"
-    return float(case.payment["amountTransaction"]["paymentAmount"]["chargingInformation"]["amount"])
+    return _as_answered(case, case.payment["amountTransaction"]["paymentAmount"]["chargingInformation"])
+
+
+def _as_answered(case: Case, info: dict[str, Any]) -> float:
+    """``info``'s amount in the terms of the answer: tax included when the answer says so and
+    the amount was net (net plus its tax, rounded down, as the platform prices it)."""
+    amount = info["amount"]
+    if _values(case, "$.isTaxIncluded") == [True] and not info.get("isTaxIncluded"):
+        return float(case.platform.run(camara_oauth.tax_included(int(amount))))
+    return float(amount)
 
 
 @then(step_re(f"the response property {q('path')} is the value of the amount of the related payment"))
@@ -1136,7 +1155,7 @@ def property_payment_amount(case: Case, path: str) -> None:
 def property_remaining(case: Case, path: str, minuend: str, subtrahend: str) -> None:
     """What was paid less what was refunded."""
     assert case.refund is not None, "no refund"
-    refunded = float(case.refund["amountTransaction"]["refundAmount"]["chargingInformation"]["amount"])
+    refunded = _as_answered(case, case.refund["amountTransaction"]["refundAmount"]["chargingInformation"])
     expected = _payment_amount(case) - refunded
     assert [float(value) for value in _values(case, path)] == [expected], (
         f"{path}: {_values(case, path)}, not {expected}"

@@ -108,12 +108,16 @@ ALIASES: dict[str, str] = {
 # - ``denied``: "a business context exists to deny the payment": the case's client belongs to a
 #   merchant of its own, suspended just before the request (after the reservation, for confirm);
 #   the platform refuses a suspended merchant's payments with 403 CARRIER_BILLING.PAYMENT_DENIED.
+# - ``refunded_in_full``: "a business context exists to not consider the payment eligible for the
+#   refund": the payment is refunded in full (a total refund) just before the request.
 # - ``two_legged``: the scenario's title says "in 2-legged access mode" while its steps ask for
 #   "a valid access token": its request carries a two-legged one (what it seeded, three-legged).
 CONTEXTS: dict[str, str] = {
     "create_payment_403.02_payment_denied": "denied",
     "prepare_payment_403.02_payment_denied": "denied",
     "confirm_payment_403.02_payment_denied": "denied",
+    "create_refund_403.02_refund_denied": "denied",
+    "create_refund_403.03_payment_not_eligible_for_refund": "refunded_in_full",
     "prepare_payment_11_amountTransaction_phoneNumber_two_legged": "two_legged",
     "confirm_payment_03_phoneNumber_two_legged": "two_legged",
     "cancel_payment_03_phoneNumber_two_legged": "two_legged",

@@ -20,7 +20,7 @@ import pytest
 import requests
 from camara_platform import Platform, Subscriber
 from jsonpath_ng import parse as jsonpath
-from manifest import CONTEXTS
+from manifest import ALIASES, CONTEXTS
 from pytest_bdd import given, parsers, then, when
 
 MISSING = object()  # "the request body is not included"
@@ -52,7 +52,6 @@ def _used(key: str) -> None:
 
 def body_path(path: str, operation_id: str) -> str:
     """``path`` as the YAML spells it (the features' typos mapped, manifest.ALIASES)."""
-    original = path
     for wrong, right in (
         ("$.validatioInfo", "$.validationInfo"),
         ("$.phonenumber", "$.phoneNumber"),
@@ -61,17 +60,17 @@ def body_path(path: str, operation_id: str) -> str:
     ):
         if wrong in path:
             path = path.replace(wrong, right)
-            _used(f"{wrong} -> {right}")
+            _used(next(alias for alias in ALIASES if alias.startswith(f"{wrong} ->")))
     if operation_id in ("createPayment", "preparePayment") and path in ("$.phoneNumber", "$.clientCorrelator"):
         path = "$.amountTransaction." + path.removeprefix("$.")
-        _used(f"{original} -> {path} ({operation_id})")
+        _used(next(alias for alias in ALIASES if alias.startswith("$.phoneNumber, $.clientCorrelator")))
     return path
 
 
 def query_name(name: str, operation_id: str) -> str:
     """A query parameter as the YAML names it."""
     if operation_id == "retrieveRefunds" and name == "paymentStatus":
-        _used("retrieveRefunds query paymentStatus -> refundStatus")
+        _used(next(alias for alias in ALIASES if alias.startswith("retrieveRefunds query")))
         return "refundStatus"
     return name
 
@@ -347,7 +346,7 @@ class Case:
                 self.payments[self.payments.index(payment)] = current
                 return dict(current)
             assert time.monotonic() < end, f"payment {payment['paymentId']} never became {status}: {code} {current}"
-            time.sleep(0.1)
+            time.sleep(0.03)
 
     def finish(self, payment: dict[str, Any], operation_id: str, status: str) -> dict[str, Any]:
         """A reserved payment confirmed (``succeeded``) or cancelled by the merchant."""
@@ -389,7 +388,7 @@ def resource(case: Case, resource: str) -> None:
     case.operation = camara_spec.operation_for_resource(resource, case.feature_operation)
     if case.operation is None and resource == "/carrier-billing-refund/v0.3/refunds":
         # createRefund's Background names a path no YAML has; the operation is createRefund.
-        _used("createRefund resource /refunds -> /payments/{paymentId}/refunds")
+        _used(next(alias for alias in ALIASES if alias.startswith("createRefund resource")))
         case.operation = camara_spec.operations()["createRefund"]
     assert case.operation is not None, f"no operation of the YAMLs is at {resource}"
 

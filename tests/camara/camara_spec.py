@@ -29,13 +29,12 @@ REFUND_AMOUNT = 10
 
 
 def candidate_dirs() -> list[Path]:
-    """Where the CAMARA folder is looked for, in order."""
-    found = [Path(os.environ["MATOMETE_CAMARA_DIR"])] if os.environ.get("MATOMETE_CAMARA_DIR") else []
-    return [
-        *found,
-        REPO.parent / "shared/camara/carrier-billing-r3.2",
-        Path("/work/shared/camara/carrier-billing-r3.2"),
-    ]
+    """Where the CAMARA folder is looked for, in order: ``MATOMETE_CAMARA_DIR`` alone when it is
+    set (a run may name another copy, or none), else beside the repository (CI clones it to a
+    temporary directory with shared/ beside it), else the workplace's own shared/."""
+    if os.environ.get("MATOMETE_CAMARA_DIR"):
+        return [Path(os.environ["MATOMETE_CAMARA_DIR"])]
+    return [REPO.parent / "shared/camara/carrier-billing-r3.2", Path("/work/shared/camara/carrier-billing-r3.2")]
 
 
 def camara_dir() -> Path | None:

@@ -221,6 +221,18 @@ class Refund(Model):
         # A charge's refunds; the close finds the few not yet credited among all the refunds ever made.
         indexes = (("charge_id",), ("credited", "charge_id"))
 
+    def to_api(self) -> dict[str, Any]:
+        """The refund object of the merchant API (and of its ``refund.credited`` event)."""
+        return {
+            "id": self.id,
+            "object": "refund",
+            "charge": self.charge_id,  # type: ignore[attr-defined]
+            "amount": self.amount,
+            "reason": self.reason,
+            "status": self.status,
+            "created": int(self.created_at.timestamp()),
+        }
+
 
 class AccountUsage(Model):
     """What one ID spent in one month, locked while a purchase is decided (atomic limits)."""

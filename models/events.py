@@ -4,6 +4,11 @@ An event is written in the same transaction as the change it reports, with a sna
 object as the API showed it then. In that same transaction it gets one ``WebhookDelivery`` per
 enabled endpoint that wants its type, and one outbox message per delivery for the webhooks
 worker; so a change, its event and its webhooks commit or vanish together.
+
+Endpoints are of two kinds: a merchant's own (``standard``, which it registers and subscribes),
+and a CAMARA payment's or refund's ``sink`` (``camara_sink``, one per merchant and sink URL,
+made when a payment or refund names it): a charge's event goes to its payment's sink only, as a
+CloudEvent (``models.operations.camara_sinks``).
 """
 
 from __future__ import annotations
@@ -15,13 +20,25 @@ from tortoise import fields
 from tortoise.models import Model
 
 from models.base import id_factory
+from models.camara import CamaraPayment, CamaraRefund
 from models.clock import clock
 from models.outbox import DELIVER_WEBHOOK, send, send_many
 
 if TYPE_CHECKING:
+    from models.charges import Refund
     from models.merchants import Merchant
 
-__all__ = ["EVENT_TYPES", "DeliveryAttempt", "Event", "WebhookDelivery", "WebhookEndpoint"]
+__all__ = [
+    "CAMARA_SINK",
+    "EVENT_TYPES",
+    "PAYMENT_SINK_EVENTS",
+    "REFUND_SINK_EVENT",
+    "STANDARD",
+    "DeliveryAttempt",
+    "Event",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+]
 
 EVENT_TYPES = (
     "charge.reserved",
@@ -32,6 +49,7 @@ EVENT_TYPES = (
     "charge.billed",
     "charge.collected",
     "charge.uncollectible",
+    "refund.credited",
     "subscription.activated",
     "subscription.renewed",
     "subscription.past_due",
@@ -40,6 +58,13 @@ EVENT_TYPES = (
     "payout.paid",
     "webhook_endpoint.disabled",
 )
+# The kinds of endpoint: a merchant's own, and a CAMARA payment's or refund's sink.
+STANDARD, CAMARA_SINK = "standard", "camara_sink"
+# The charge events a CAMARA payment's sink is told of (as payment-reserved, -completed, -denied
+# or -cancelled; models/operations/camara_sinks.py).
+PAYMENT_SINK_EVENTS = ("charge.reserved", "charge.succeeded", "charge.failed", "charge.canceled")
+# A refund accounted for on the subscriber's bill: a CAMARA refund's sink is told (refund-in-bill).
+REFUND_SINK_EVENT = "refund.credited"
 # A delivery handed to the worker is not handed again before this has passed; if the worker
 # died meanwhile, the scheduler finds the delivery due again and retries it.
 DELIVERY_LEASE = timedelta(minutes=2)
@@ -70,10 +95,38 @@ class Event(Model):
         event = await cls.create(
             type=event_type, merchant_id=merchant_id, object_id=str(obj["id"]), data={"object": obj}, created_at=now
         )
-        for endpoint in await WebhookEndpoint.filter(merchant_id=merchant_id, enabled=True, deleted_at=None):
+        for endpoint in await WebhookEndpoint.filter(
+            merchant_id=merchant_id, kind=STANDARD, enabled=True, deleted_at=None
+        ):
             if endpoint.wants(event_type):
                 await WebhookDelivery.schedule(event, endpoint, now=now)
+        if event_type in PAYMENT_SINK_EVENTS:
+            await event.to_payment_sink(now=now)
+        elif event_type == REFUND_SINK_EVENT:
+            await cls.to_refund_sinks([event], now=now)
         return event
+
+    async def to_payment_sink(self, *, now: Any) -> WebhookDelivery | None:
+        """A delivery to the sink of the CAMARA payment this charge event is about, if it names
+        one whose endpoint is enabled; else None."""
+        payment = await CamaraPayment.get_or_none(charge_id=self.object_id)
+        if payment is None or payment.sink is None:
+            return None
+        endpoint = await WebhookEndpoint.sink_of(self.merchant_id, payment.sink)  # type: ignore[attr-defined]
+        if endpoint is None or not endpoint.enabled:
+            return None
+        return await WebhookDelivery.schedule(self, endpoint, now=now)
+
+    @classmethod
+    async def to_refund_sinks(cls, events: list[Event], *, now: Any) -> None:
+        """``refund.credited`` events to the sinks of the CAMARA refunds they are about (those
+        that name one whose endpoint is enabled), as refund-in-bill."""
+        refunds = {event.object_id: event for event in events}
+        for side in await CamaraRefund.filter(refund_id__in=list(refunds), sink__not_isnull=True):
+            event = refunds[side.refund_id]
+            endpoint = await WebhookEndpoint.sink_of(event.merchant_id, str(side.sink))  # type: ignore[attr-defined]
+            if endpoint is not None and endpoint.enabled:
+                await WebhookDelivery.schedule(event, endpoint, now=now, refund_id=side.refund_id)
 
     @classmethod
     async def record_many(cls, event_type: str, objects: list[tuple[str, dict[str, Any]]]) -> int:
@@ -94,6 +147,8 @@ class Event(Model):
             event.id = id_factory("evt")()
         await cls.bulk_create(events, batch_size=1000)
         await cls.fan_out(event_type, events, now=now)
+        if event_type == REFUND_SINK_EVENT:
+            await cls.to_refund_sinks(events, now=now)
         return len(events)
 
     @classmethod
@@ -102,7 +157,9 @@ class Event(Model):
         merchants = {event.merchant_id for event in events}  # type: ignore[attr-defined]
         endpoints = [
             endpoint
-            for endpoint in await WebhookEndpoint.filter(merchant_id__in=merchants, enabled=True, deleted_at=None)
+            for endpoint in await WebhookEndpoint.filter(
+                merchant_id__in=merchants, kind=STANDARD, enabled=True, deleted_at=None
+            )
             if endpoint.wants(event_type)
         ]
         if endpoints:
@@ -125,11 +182,13 @@ class Event(Model):
 class WebhookEndpoint(Model):
     """An HTTPS receiver of a merchant and the event types it wants (``*`` for all)."""
 
+    # Of ``kind`` ``camara_sink``: a CAMARA sink, its events chosen by the payments that name it.
     id = fields.CharField(max_length=32, primary_key=True, default=id_factory("we"))
     merchant: fields.ForeignKeyRelation[Merchant] = fields.ForeignKeyField(
         "models.Merchant", related_name="webhook_endpoints", on_delete=fields.RESTRICT
     )
     url = fields.CharField(max_length=2048)
+    kind = fields.CharField(max_length=16, default=STANDARD, db_default=STANDARD)
     events: list[str] = fields.JSONField()
     secret = fields.CharField(max_length=128)
     previous_secret = fields.CharField(max_length=128, null=True)
@@ -145,6 +204,17 @@ class WebhookEndpoint(Model):
 
     class Meta:
         table = "webhook_endpoints"
+        # A merchant's endpoints of one kind; a sink found by its URL.
+        indexes = (("merchant_id", "kind", "url"),)
+
+    @classmethod
+    async def sink_of(cls, merchant_id: str, url: str) -> WebhookEndpoint | None:
+        """The merchant's endpoint for the CAMARA sink ``url`` (the oldest, were there two)."""
+        return (
+            await cls.filter(merchant_id=merchant_id, kind=CAMARA_SINK, url=url, deleted_at=None)
+            .order_by("created_at", "id")
+            .first()
+        )
 
     def wants(self, event_type: str) -> bool:
         """True when this endpoint subscribed to ``event_type`` (or to ``*``)."""
@@ -176,6 +246,10 @@ class WebhookDelivery(Model):
     endpoint: fields.ForeignKeyRelation[WebhookEndpoint] = fields.ForeignKeyField(
         "models.WebhookEndpoint", related_name="deliveries", on_delete=fields.RESTRICT
     )
+    # A CAMARA sink's refund event (refund-completed): the refund it reports.
+    refund: fields.ForeignKeyNullableRelation[Refund] = fields.ForeignKeyField(
+        "models.Refund", related_name="sink_deliveries", null=True, on_delete=fields.RESTRICT
+    )
     status = fields.CharField(max_length=16, default="pending")
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(null=True)
@@ -184,6 +258,7 @@ class WebhookDelivery(Model):
     if TYPE_CHECKING:
         event_id: str
         endpoint_id: str
+        refund_id: str | None
 
     class Meta:
         table = "webhook_deliveries"
@@ -192,10 +267,16 @@ class WebhookDelivery(Model):
         indexes = (("status", "next_attempt_at"), ("endpoint_id", "created_at"))
 
     @classmethod
-    async def schedule(cls, event: Event, endpoint: WebhookEndpoint, *, now: Any) -> WebhookDelivery:
+    async def schedule(
+        cls, event: Event, endpoint: WebhookEndpoint, *, now: Any, refund_id: str | None = None
+    ) -> WebhookDelivery:
         """A pending delivery of ``event`` to ``endpoint``, handed to the worker at commit."""
         delivery = await cls.create(
-            event=event, endpoint=endpoint, next_attempt_at=now + DELIVERY_LEASE, created_at=now
+            event_id=event.id,
+            endpoint_id=endpoint.id,
+            refund_id=refund_id,
+            next_attempt_at=now + DELIVERY_LEASE,
+            created_at=now,
         )
         await send(DELIVER_WEBHOOK, delivery.id)
         return delivery

@@ -69,6 +69,9 @@ class Settings:
     # Every form that checks a password (confirmation, sign-in, password change): per client
     # address, and per login id; failed ``/v1`` API keys and ``/ops/v1`` tokens, per address;
     # ``/v1`` writes (POST, PATCH, DELETE), per merchant.
+    # Where GSMA CAMARA's Carrier Billing r3.2 definitions lie (``API_definitions/*.yaml``): the
+    # CAMARA routers serve them as their OpenAPI documents. Empty: looked for beside the checkout.
+    camara_dir: str = ""
     rate_limit_sign_in_address: str = "30/minute;300/hour"
     rate_limit_sign_in_login: str = "10/minute;60/hour"
     rate_limit_api_key_failures: str = "20/minute;100/hour"
@@ -286,6 +289,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env.get(PREFIX + "RELAY_METRICS_PORT", "9300").strip(), "RELAY_METRICS_PORT", zero=True
         ),
         redis_url=_redis_url(env.get(PREFIX + "REDIS_URL", "").strip()),
+        camara_dir=env.get(PREFIX + "CAMARA_DIR", "").strip(),
     )
     secret_key = env.get(PREFIX + "SECRET_KEY", "")
     if secret_key and len(secret_key) < 32:

@@ -22,6 +22,11 @@ SECRET_KEYS = frozenset(
         "return_signing_secret",
         "secret_key",
         "csrf_token",
+        # the OAuth server's (none is logged; a slip would be redacted)
+        "client_secret",
+        "access_token",
+        "id_token",
+        "code_verifier",
     }
 )
 

@@ -1,5 +1,7 @@
 """Queue ``webhooks``: signed delivery of events to merchants' endpoints (product.md §8), under
-the Standard Webhooks specification, so a merchant verifies with the ``standardwebhooks`` package.
+the Standard Webhooks specification, so a merchant verifies with the ``standardwebhooks`` package;
+and to CAMARA sinks (product.md §13) as CloudEvents with the sink's bearer token
+(``models.operations.camara_sinks``), by the same claims, retries and log.
 
 One delivery is one event to one endpoint; its id is the ``webhook-id`` of every attempt. The
 worker claims an attempt, sends it with no database lock held, and records what came of it
@@ -20,7 +22,8 @@ import structlog
 from standardwebhooks.webhooks import Webhook
 
 from models.clock import Clock
-from models.events import Event, WebhookEndpoint
+from models.events import CAMARA_SINK, Event, WebhookEndpoint
+from models.operations.camara_sinks import sink_message
 from models.operations.webhooks import Outcome, UnsafeDestination, check_destination, claim_delivery, record_attempt
 from queues import ACTOR_OPTIONS, PERMANENT_ERRORS, worker_settings
 
@@ -79,16 +82,26 @@ async def deliver_webhook(delivery_id: str) -> None:
     if claim is None:
         return
     delivery, endpoint, event = claim.delivery, claim.endpoint, claim.event
+    settings = worker_settings()
+    headers = {"content-type": "application/json"}
     body = payload(event)
+    if endpoint.kind == CAMARA_SINK:  # a CAMARA sink: a CloudEvent, with the payment's or refund's token
+        message = await sink_message(claim, base_url=settings.base_url, secret_key=settings.secret_key)
+        if message.withheld is not None:
+            await record_attempt(delivery.id, endpoint.id, Outcome(None, message.withheld, 0, withheld=True))
+            log.info("webhook_withheld", delivery_id=delivery.id, event_type=event.type, reason=message.withheld)
+            return
+        body, headers = message.body, dict(message.headers or {})
     sent_at = Clock.system_now()  # receivers check the timestamp against their own clock
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": delivery.id,
-        "webhook-timestamp": str(int(sent_at.timestamp())),
-        "webhook-signature": signature_header(endpoint, delivery.id, sent_at, body, claim.now),
-        "user-agent": "Matomete-Webhooks/1",
-    }
-    outcome = await _post(endpoint.url, headers, body, allow_insecure=worker_settings().webhooks_allow_insecure)
+    headers.update(
+        {
+            "webhook-id": delivery.id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signature_header(endpoint, delivery.id, sent_at, body, claim.now),
+            "user-agent": "Matomete-Webhooks/1",
+        }
+    )
+    outcome = await _post(endpoint.url, headers, body, allow_insecure=settings.webhooks_allow_insecure)
     await record_attempt(delivery.id, endpoint.id, outcome)
     log.info(
         "webhook_attempt",

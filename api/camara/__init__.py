@@ -12,6 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.camara.conventions import camara_middleware
+from api.camara.documents import document_route
 from api.camara.payments import routes as payment_routes
 from api.camara.refunds import routes as refund_routes
 from api.keys import SETTINGS
@@ -26,9 +27,14 @@ REFUNDS_PREFIX = "/carrier-billing-refund/v0.3"
 def camara_apps(settings: Settings) -> list[tuple[str, web.Application]]:
     """The two CAMARA sub-applications and where they are mounted."""
     mounted = []
-    for prefix, routes in ((PAYMENTS_PREFIX, payment_routes), (REFUNDS_PREFIX, refund_routes)):
+    apis = (
+        (PAYMENTS_PREFIX, payment_routes, "carrier-billing.yaml"),
+        (REFUNDS_PREFIX, refund_routes, "carrier-billing-refund.yaml"),
+    )
+    for prefix, routes, document in apis:
         app = web.Application(middlewares=[camara_middleware])
         app[SETTINGS] = settings
         app.add_routes(routes)
+        app.add_routes([document_route(prefix, document)])
         mounted.append((prefix, app))
     return mounted

@@ -5,13 +5,16 @@ credential."""
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from api.http import holds_control_character
 from models.operations.camara import PaymentRequest, Refusal
+from models.operations.webhooks import MAX_URL_LENGTH, URL, UnsafeDestination, check_destination
 
 __all__ = [
     "E164",
@@ -23,6 +26,7 @@ __all__ = [
     "PreparePaymentBody",
     "Text",
     "ValidatePaymentBody",
+    "check_sink",
     "payment_request",
     "sink_of",
     "whole_yen",
@@ -147,18 +151,24 @@ class AccessTokenCredential(CamaraBody):
     accessTokenType: Literal["bearer"]  # noqa: N815
 
 
-def sink_of(sink: Any, credential: Any, *, allow_insecure: bool) -> tuple[str | None, dict[str, Any] | None]:
-    """The sink (an https URL: else 400 ``INVALID_SINK``; http too where the platform lets
-    merchants test webhooks on their own machine, ``MATOMETE_WEBHOOKS_ALLOW_INSECURE``) and its
-    credential (``ACCESSTOKEN`` only: else ``INVALID_CREDENTIAL``; a token type other than
-    ``bearer``: ``INVALID_TOKEN``)."""
-    schemes = ("https://", "http://") if allow_insecure else ("https://",)
+def _loopback(url: str) -> bool:
+    """An http URL to this machine (a test or ``matomete up`` receiving its own notifications)."""
+    try:
+        host = urlsplit(url).hostname or ""
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def sink_of(sink: Any, credential: Any, *, allow_insecure: bool = False) -> tuple[str | None, dict[str, Any] | None]:
+    """The sink (an https URL: else 400 ``INVALID_SINK``; an http one to a loopback address too
+    when ``allow_insecure``, as for merchants' endpoints) and its credential (``ACCESSTOKEN``
+    only: else ``INVALID_CREDENTIAL``; a token type other than ``bearer``: ``INVALID_TOKEN``)."""
     if sink is not None and (
         not isinstance(sink, str)
-        or not sink.startswith(schemes)
-        or len(sink) > 2048
-        or sink.rstrip("/") in {scheme.rstrip("/") for scheme in schemes}
-        or any(ord(char) < 33 for char in sink)
+        or len(sink) > MAX_URL_LENGTH
+        or not URL.fullmatch(sink)
+        or not (sink.startswith("https://") or (allow_insecure and sink.startswith("http://") and _loopback(sink)))
     ):
         raise Refusal(400, "INVALID_SINK", "The sink must be an https URL.")
     if credential is None:
@@ -176,6 +186,17 @@ def sink_of(sink: Any, credential: Any, *, allow_insecure: bool) -> tuple[str | 
     return sink, parsed.model_dump(mode="json")
 
 
+async def check_sink(sink: str | None, *, allow_insecure: bool) -> None:
+    """The webhook engine's destination checks on a sink (no loopback, private or metadata
+    address unless ``allow_insecure``): 400 ``INVALID_SINK`` otherwise."""
+    if sink is None:
+        return
+    try:
+        await check_destination(sink, allow_insecure=allow_insecure)
+    except UnsafeDestination:
+        raise Refusal(400, "INVALID_SINK", "The sink must be an https URL the platform may call.") from None
+
+
 def whole_yen(amount: float, what: str) -> int:
     """``amount`` as whole yen; a fraction is a 400 (JPY has none)."""
     if amount != int(amount):
@@ -183,8 +204,9 @@ def whole_yen(amount: float, what: str) -> int:
     return int(amount)
 
 
-def payment_request(body: CreatePaymentBody, raw: dict[str, Any], *, allow_insecure: bool) -> PaymentRequest:
-    """The operation's request: whole yen of JPY only; the sink and its credential checked."""
+def payment_request(body: CreatePaymentBody, raw: dict[str, Any], *, allow_insecure: bool = False) -> PaymentRequest:
+    """The operation's request: whole yen of JPY only; the sink and its credential checked
+    (``check_sink`` makes the engine's address checks on the sink, which need a DNS lookup)."""
     transaction = body.amountTransaction
     information = transaction.paymentAmount.chargingInformation
     if information.currency != "JPY":

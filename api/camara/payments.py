@@ -15,6 +15,7 @@ from api.camara.bodies import (
     PhoneNumberBody,
     PreparePaymentBody,
     ValidatePaymentBody,
+    check_sink,
     payment_request,
 )
 from api.camara.conventions import operation, parse
@@ -93,9 +94,11 @@ async def create_payment(request: web.Request, caller: Caller) -> web.Response:
     """createPayment: a one-step payment under the subscriber's consent, decided at once."""
     body = await parse(request, CreatePaymentBody)
     settings = request.config_dict[SETTINGS]
+    asked = payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure)
+    await check_sink(asked.sink, allow_insecure=settings.webhooks_allow_insecure)
     charge, _made = await camara.create_payment(
         caller,
-        payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure),
+        asked,
         base_url=settings.base_url,
         secret_key=settings.secret_key,
         consume=consume_token_once,
@@ -111,11 +114,10 @@ async def prepare_payment(request: web.Request, caller: Caller) -> web.Response:
     """preparePayment: a two-step payment; the subscriber confirms it at its ``validationURL``."""
     body = await parse(request, PreparePaymentBody)
     settings = request.config_dict[SETTINGS]
+    asked = payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure)
+    await check_sink(asked.sink, allow_insecure=settings.webhooks_allow_insecure)
     charge, _made = await camara.prepare_payment(
-        caller,
-        payment_request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure),
-        base_url=settings.base_url,
-        secret_key=settings.secret_key,
+        caller, asked, base_url=settings.base_url, secret_key=settings.secret_key
     )
     side = await CamaraPayment.get(charge_id=charge.id)
     view = await payment_view(request, charge, side)
@@ -151,7 +153,8 @@ async def cancel_payment(request: web.Request, caller: Caller) -> web.Response:
     return web.Response(status=202)
 
 
-@routes.get("/payments/{payment_id}")
+# "prepare" is no payment's id: /payments/prepare answers for its POST alone (405 Allow: POST).
+@routes.get("/payments/{payment_id:(?!prepare$)[^{}/]+}")
 @operation(READ)
 async def retrieve_payment(request: web.Request, caller: Caller) -> web.Response:
     """RetrievePayment."""
@@ -183,6 +186,7 @@ def _moment(request: web.Request, name: str) -> datetime | None:
 
 def payment_query(request: web.Request, *, prefix: str = "payment") -> PaymentQuery:
     """RetrievePayments' query parameters, checked."""
+    codes = "CARRIER_BILLING" if prefix == "payment" else "CARRIER_BILLING_REFUND"
     known = {"page", "perPage", f"{prefix}CreationDate.gte", f"{prefix}CreationDate.lte", "order"}
     known |= {f"{prefix}Status", "merchantIdentifier"}
     unknown = sorted(set(request.query) - known)
@@ -190,10 +194,10 @@ def payment_query(request: web.Request, *, prefix: str = "payment") -> PaymentQu
         raise Refusal(400, "INVALID_ARGUMENT", f"Unknown query parameter: {unknown[0]}.")
     per_page = _int(request, "perPage", 10)
     if per_page > MAX_PER_PAGE:
-        raise Refusal(400, "CARRIER_BILLING.TOO_MANY_MATCHING_RECORDS", f"perPage may be at most {MAX_PER_PAGE}.")
+        raise Refusal(400, f"{codes}.TOO_MANY_MATCHING_RECORDS", f"perPage may be at most {MAX_PER_PAGE}.")
     start, end = _moment(request, f"{prefix}CreationDate.gte"), _moment(request, f"{prefix}CreationDate.lte")
     if start is not None and end is not None and start > end:
-        raise Refusal(400, "CARRIER_BILLING.INVALID_DATE_RANGE", "The creation date range ends before it starts.")
+        raise Refusal(400, f"{codes}.INVALID_DATE_RANGE", "The creation date range ends before it starts.")
     order = request.query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise Refusal(400, "INVALID_ARGUMENT", "order must be asc or desc.")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import Field
 
-from api.camara.bodies import CamaraBody, ChargingInformation, ChargingMetaData, Text, sink_of, whole_yen
+from api.camara.bodies import CamaraBody, ChargingInformation, ChargingMetaData, Text, check_sink, sink_of, whole_yen
 from api.camara.conventions import operation, parse
 from api.camara.payments import page_headers, payment_query, raw_body, stamp
 from api.http import json_response
@@ -124,6 +124,7 @@ async def create_refund(request: web.Request, caller: Caller) -> web.Response:
     body = await parse(request, CreateRefundBody)
     settings = request.config_dict[SETTINGS]
     refund_request = _request(body, await raw_body(request), allow_insecure=settings.webhooks_allow_insecure)
+    await check_sink(refund_request.sink, allow_insecure=settings.webhooks_allow_insecure)
     refund, _made = await camara_refunds.create_refund(
         caller,
         request.match_info["payment_id"],

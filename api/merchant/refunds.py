@@ -43,15 +43,7 @@ class RefundOut(BaseModel):
 
 def refund_view(refund: Refund) -> dict[str, Any]:
     """The refund object of the merchant API."""
-    return {
-        "id": refund.id,
-        "object": "refund",
-        "charge": refund.charge_id,  # type: ignore[attr-defined]
-        "amount": refund.amount,
-        "reason": refund.reason,
-        "status": refund.status,
-        "created": int(refund.created_at.timestamp()),
-    }
+    return refund.to_api()
 
 
 @merchant_routes.route(

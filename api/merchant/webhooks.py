@@ -14,7 +14,7 @@ from api.merchant.events import EventOut, event_view
 from api.merchant.fields import url_field
 from api.merchant.lists import list_of, list_query, page
 from api.merchant.table import acting_merchant, merchant_of, merchant_routes
-from models.events import EVENT_TYPES, DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from models.events import EVENT_TYPES, STANDARD, DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 from models.operations import webhooks
 
 __all__: list[str] = []
@@ -102,7 +102,7 @@ async def create_endpoint(request: web.Request, body: EndpointCreate) -> web.Res
 )
 async def list_endpoints(request: web.Request) -> web.Response:
     """This merchant's endpoints, newest first."""
-    query: Any = WebhookEndpoint.filter(merchant_id=merchant_of(request).id, deleted_at=None)
+    query: Any = WebhookEndpoint.filter(merchant_id=merchant_of(request).id, kind=STANDARD, deleted_at=None)
     return json_response(await page(request.query, query, view=WebhookEndpoint.to_api))
 
 

@@ -14,7 +14,7 @@ from api.merchant_site.pager import page_links
 from api.paging import keyset_page
 from api.site.pages import render, see_other
 from billing.errors import Conflict, InvalidRequest
-from models.events import EVENT_TYPES, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
+from models.events import EVENT_TYPES, STANDARD, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
 from models.operations import webhooks
 
 __all__ = ["routes"]
@@ -33,7 +33,7 @@ def _allow_insecure(request: web.Request) -> bool:
 async def _endpoints_page(request: web.Request, *, status: int = 200, **context: object) -> web.Response:
     staff = require(request, Permission.DEVELOP)
     endpoints = (
-        await WebhookEndpoint.filter(merchant_id=staff.merchant.id, deleted_at=None)
+        await WebhookEndpoint.filter(merchant_id=staff.merchant.id, kind=STANDARD, deleted_at=None)
         .order_by("created_at", "id")
         .limit(webhooks.MAX_ENDPOINTS)
     )
@@ -84,9 +84,10 @@ async def _endpoint_page(
 
 
 async def _endpoint_of(request: web.Request) -> WebhookEndpoint:
-    """The path's endpoint, if it is the signed-in merchant's and not deleted (404 otherwise)."""
+    """The path's endpoint, if it is the signed-in merchant's and not deleted (404 otherwise); a
+    CAMARA sink's too (its log is read and replayed here; editing it is refused as not found)."""
     staff = require(request, Permission.DEVELOP)
-    return await webhooks.find_endpoint(staff.merchant.id, request.match_info["id"])
+    return await webhooks.find_endpoint(staff.merchant.id, request.match_info["id"], any_kind=True)
 
 
 @routes.get("/merchant/webhooks")

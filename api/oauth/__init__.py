@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 from aiohttp import web
 
 from api.confirm import client_address, see_other
-from api.http import json_response
+from api.http import holds_control_character, json_response
 from api.keys import REQUEST_ID, SETTINGS
 from api.ratelimit import RATE_LIMITER, address_key
 from api.site.pages import csrf_ok, render
@@ -120,7 +120,12 @@ def _credentials(request: web.Request, form: dict[str, str]) -> tuple[str, str]:
 
 
 async def _grant(request: web.Request, form: dict[str, str]) -> oauth.TokenResponse:
-    client = await oauth.authenticate_client(*_credentials(request, form))
+    if holds_control_character([*form, *form.values()]):
+        raise oauth.OAuthError("invalid_request", "The request holds control characters.")
+    client_id, secret = _credentials(request, form)
+    if holds_control_character([client_id, secret]):  # Basic's parts are form-encoded: %00 decodes
+        raise oauth.OAuthError("invalid_client", "Client authentication failed.", status=401)
+    client = await oauth.authenticate_client(client_id, secret)
     if "client_id" in form and form["client_id"] != client.id:
         raise oauth.OAuthError("invalid_request", "client_id is not the authenticated client.")
     grant_type = form.get("grant_type")

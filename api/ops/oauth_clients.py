@@ -64,6 +64,15 @@ class OAuthClientOut(BaseModel):
     created_at: datetime
 
 
+class OAuthKeyOut(BaseModel):
+    """A signing key of access and ID tokens (its public half)."""
+
+    kid: str
+    algorithm: str
+    created_at: datetime
+    public_jwk: dict[str, str]
+
+
 def _client_view(client: OAuthClient, secret: str | None = None) -> dict[str, object]:
     view: dict[str, object] = {
         "client_id": client.id,
@@ -116,3 +125,19 @@ async def revoke_oauth_client(request: web.Request) -> web.Response:
     """The client gets no more tokens and the tokens it holds stop working; again, nothing changes."""
     client = await oauth.revoke_client(request.match_info["client_id"], actor=operator(request))
     return json_response(_client_view(client))
+
+
+@ops_routes.route(
+    "POST",
+    "/oauth_keys/rotate",
+    summary="Rotate the token signing key",
+    response=OAuthKeyOut,
+    status=201,
+    errors=(401,),
+)
+async def rotate_oauth_key(request: web.Request) -> web.Response:
+    """A new key signs from now on; the one it replaces stays in the JWKS and verifies the tokens it
+    signed until they have expired."""
+    row = await oauth.rotate_signing_key(actor=operator(request))
+    view = {"kid": row.kid, "algorithm": row.algorithm, "created_at": row.created_at, "public_jwk": row.public_jwk}
+    return json_response(view, status=201)

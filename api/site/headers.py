@@ -24,8 +24,8 @@ CONTENT_SECURITY_POLICY = "; ".join(  # noqa: FLY002 - one directive per line re
         # form-action is left open: the confirmation form's answer redirects to the merchant.
     )
 )
-# Signed-in pages, and the confirmation pages whose URL is a bearer secret.
-NO_STORE_PREFIXES = ("/merchant", "/my", "/ops", "/confirm", "/v1")
+# Signed-in pages, the confirmation pages whose URL is a bearer secret, and the OAuth sign-in.
+NO_STORE_PREFIXES = ("/merchant", "/my", "/ops", "/confirm", "/v1", "/oauth/authorize")
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:

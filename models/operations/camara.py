@@ -31,6 +31,7 @@ from models.charges import Charge, FailureCode
 from models.clock import clock
 from models.lines import Line, LineStatus
 from models.merchants import Merchant, MerchantStatus
+from models.operations.camara_sinks import ensure_sink
 from models.operations.charges import PurchaseRequest, awaiting_confirmation, end_charge
 from models.operations.purchases import (
     capture_reservation,
@@ -213,6 +214,8 @@ async def _record(caller: Caller, request: PaymentRequest, charge: Charge, *, se
         )
     except IntegrityError as error:
         raise Refusal(409, "ALREADY_EXISTS", "A payment with this referenceCode or clientCorrelator exists.") from error
+    if request.sink is not None:
+        await ensure_sink(caller.merchant_id, request.sink)
 
 
 def _purchase(request: PaymentRequest, price: int) -> PurchaseRequest:

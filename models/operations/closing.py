@@ -42,9 +42,9 @@ from billing.states import (
 from billing.tax import TaxLine, invoice_taxes, rate_on
 from models import close_sql
 from models.audit_log import Actor, audit
-from models.charges import Charge
+from models.charges import Charge, Refund
 from models.clock import clock
-from models.events import Event, WebhookEndpoint
+from models.events import STANDARD, Event, WebhookEndpoint
 from models.invoices import BillingBatch, BillingRun, ItemKind
 from models.ledger import JournalEntry
 from models.lines import Line
@@ -293,6 +293,20 @@ async def _mark_credited(dialect: Dialect, params: dict[str, Any], *, billed: se
     ]
     if done:
         await execute(close_sql.mark_refunds_credited(dialect), {**params, "done": done})
+        await _record_credited(done)
+
+
+async def _record_credited(done: list[str]) -> None:
+    """A ``refund.credited`` event per refund now accounted for (a CAMARA refund's sink hears of
+    it as refund-in-bill), a few at a time."""
+    for start in range(0, len(done), ID_CHUNK):
+        refunds = await Refund.filter(id__in=done[start : start + ID_CHUNK])
+        charges = {refund.charge_id for refund in refunds}  # type: ignore[attr-defined]
+        merchants = dict(await Charge.filter(id__in=list(charges)).values_list("id", "merchant_id"))
+        await Event.record_many(
+            "refund.credited",
+            [(str(merchants[refund.charge_id]), refund.to_api()) for refund in refunds],  # type: ignore[attr-defined]
+        )
 
 
 async def _settle_totals(dialect: Dialect, added: list[dict[str, Any]], written: dict[str, int]) -> list[str]:
@@ -355,9 +369,9 @@ async def _fan_out_billed(now: datetime, added: list[dict[str, Any]]) -> None:
     (loaded only for merchants that have an endpoint)."""
     merchants = {row["merchant_id"] for row in added if row["kind"] == _CHARGE}
     listening = set(
-        await WebhookEndpoint.filter(merchant_id__in=merchants, enabled=True, deleted_at=None).values_list(
-            "merchant_id", flat=True
-        )
+        await WebhookEndpoint.filter(
+            merchant_id__in=merchants, kind=STANDARD, enabled=True, deleted_at=None
+        ).values_list("merchant_id", flat=True)
     )
     chosen = [str(row["charge_id"]) for row in added if row["kind"] == _CHARGE and row["merchant_id"] in listening]
     for start in range(0, len(chosen), ID_CHUNK):

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from tortoise.transactions import in_transaction
 
 from billing.errors import InvalidRequest, NotFound
 from models.accounts import AccountStatus, SubscriberAccount
-from models.audit_log import Actor, audit
+from models.audit_log import SYSTEM, Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
 from models.oauth import OAuthClient, OAuthClientStatus, OAuthCode, OAuthKey, OAuthTokenUse
@@ -88,6 +89,7 @@ MAX_DESCRIPTION = 500
 MAX_AMOUNT = 1_000_000
 MAX_REDIRECT_URI = 2000
 MAX_REDIRECT_URIS = 10
+KID_SHAPE = re.compile(r"[a-z]+_[0-9a-f]{24}")  # models.base.new_id's
 SEALED_ACCOUNT_CLAIM = "mtm_acc"  # our own claim: the signed-in ID, sealed (Fernet) for us alone
 
 
@@ -285,13 +287,16 @@ async def _current_key() -> tuple[OAuthKey, ECKey]:
     return row, key
 
 
-async def rotate_signing_key() -> OAuthKey:
+async def rotate_signing_key(*, actor: Actor = SYSTEM) -> OAuthKey:
     """Retire the signing key(s) in use and make a new one; the retired ones stay published and
     verify what they signed until those tokens have expired."""
     async with in_transaction():
         now = await clock.now()
-        await OAuthKey.filter(retired_at__isnull=True).update(retired_at=now)
-        return await _new_key(now)
+        retired = [row.kid for row in await OAuthKey.filter(retired_at__isnull=True)]
+        await OAuthKey.filter(kid__in=retired).update(retired_at=now)
+        row = await _new_key(now)
+        await audit(actor, "oauth_key.rotate", "oauth_key", row.kid, retired=retired)
+    return row
 
 
 def _still_verifies(row: OAuthKey, now: datetime) -> bool:
@@ -361,7 +366,7 @@ async def _signing_row(header: Mapping[str, Any], now: datetime) -> OAuthKey:
     kid = header.get("kid")
     if header.get("typ") != ACCESS_TOKEN_TYPE or header.get("alg") != ALGORITHM or not isinstance(kid, str):
         raise TokenRejected("invalid", "not an access token of ours")
-    row = await OAuthKey.get_or_none(kid=kid) if fits_id_column(kid) else None
+    row = await OAuthKey.get_or_none(kid=kid) if KID_SHAPE.fullmatch(kid) else None  # unverified yet
     if row is None or not _still_verifies(row, now):
         raise TokenRejected("invalid", "unknown signing key")
     return row
@@ -608,10 +613,9 @@ async def check_authorization_request(query: Mapping[str, str]) -> Authorization
     client = await _active_client(query.get("client_id", ""))
     if client is None:
         raise UnknownClientOrRedirect("oauth_unknown_client")
+    # Always named (OpenID Connect requires it), so the token request can be held to the same one.
     redirect_uri = query.get("redirect_uri")
-    if redirect_uri is None and len(client.redirect_uris) == 1:
-        redirect_uri = client.redirect_uris[0]
-    if redirect_uri not in client.redirect_uris:
+    if redirect_uri is None or redirect_uri not in client.redirect_uris:
         raise UnknownClientOrRedirect("oauth_unknown_redirect_uri")
     state = query.get("state")
 

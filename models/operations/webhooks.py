@@ -27,7 +27,16 @@ from billing.errors import Conflict, InvalidRequest
 from models.audit_log import Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
-from models.events import DELIVERY_LEASE, EVENT_TYPES, DeliveryAttempt, Event, WebhookDelivery, WebhookEndpoint
+from models.events import (
+    CAMARA_SINK,
+    DELIVERY_LEASE,
+    EVENT_TYPES,
+    STANDARD,
+    DeliveryAttempt,
+    Event,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from models.operations.charges import find_owned, not_found
 from models.outbox import DELIVER_WEBHOOK, send
 
@@ -149,10 +158,17 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-async def _endpoint(merchant_id: str, endpoint_id: str, *, lock: bool = False) -> WebhookEndpoint:
-    return await find_owned(
+async def _endpoint(
+    merchant_id: str, endpoint_id: str, *, lock: bool = False, any_kind: bool = False
+) -> WebhookEndpoint:
+    """One of the merchant's endpoints: its own (``standard``) only unless ``any_kind`` (a CAMARA
+    sink's is read and its deliveries replayed, never edited: the payments that name it own it)."""
+    endpoint = await find_owned(
         WebhookEndpoint, endpoint_id, merchant_id=merchant_id, kind="webhook endpoint", lock=lock, deleted_at=None
     )
+    if not any_kind and endpoint.kind != STANDARD:
+        raise not_found("webhook endpoint", endpoint_id)
+    return endpoint
 
 
 async def create_endpoint(
@@ -161,7 +177,10 @@ async def create_endpoint(
     """A new endpoint and its signing secret (answered once); at most 16 per merchant."""
     url = await _checked_url(url, allow_insecure=allow_insecure)
     async with in_transaction():
-        if await WebhookEndpoint.filter(merchant_id=merchant_id, deleted_at=None).count() >= MAX_ENDPOINTS:
+        if (
+            await WebhookEndpoint.filter(merchant_id=merchant_id, kind=STANDARD, deleted_at=None).count()
+            >= MAX_ENDPOINTS
+        ):
             raise Conflict(  # the merchant's endpoints, not this request, stand in the way
                 f"At most {MAX_ENDPOINTS} endpoints per merchant.", param="url", code="too_many_endpoints"
             )
@@ -207,9 +226,9 @@ async def update_endpoint(  # noqa: PLR0913 - the fields that may change, keywor
     return endpoint
 
 
-async def find_endpoint(merchant_id: str, endpoint_id: str) -> WebhookEndpoint:
-    """One of the merchant's endpoints that is not deleted."""
-    return await _endpoint(merchant_id, endpoint_id)
+async def find_endpoint(merchant_id: str, endpoint_id: str, *, any_kind: bool = False) -> WebhookEndpoint:
+    """One of the merchant's endpoints that is not deleted (a CAMARA sink's too if ``any_kind``)."""
+    return await _endpoint(merchant_id, endpoint_id, any_kind=any_kind)
 
 
 async def delete_endpoint(merchant_id: str, endpoint_id: str, *, actor: Actor) -> WebhookEndpoint:
@@ -243,13 +262,19 @@ async def _send_again(delivery: WebhookDelivery, *, now: datetime) -> None:
 
 
 async def redeliver_event(merchant_id: str, event_id: str, *, actor: Actor) -> Event:
-    """Every enabled endpoint that wants the event gets it again, under the same ``webhook-id``."""
+    """Every enabled endpoint that wants the event gets it again, under the same ``webhook-id``;
+    so does every enabled CAMARA sink it was delivered to."""
     async with in_transaction():
         event = await Event.get_or_none(id=event_id, merchant_id=merchant_id) if fits_id_column(event_id) else None
         if event is None:
             raise not_found("event", event_id)
         now = await clock.now()
-        endpoints = await WebhookEndpoint.filter(merchant_id=merchant_id, enabled=True, deleted_at=None)
+        endpoints = await WebhookEndpoint.filter(merchant_id=merchant_id, kind=STANDARD, enabled=True, deleted_at=None)
+        sinks = await WebhookDelivery.select_for_update().filter(
+            event_id=event.id, endpoint__kind=CAMARA_SINK, endpoint__enabled=True
+        )
+        for sent in sinks:
+            await _send_again(sent, now=now)
         for endpoint in (e for e in endpoints if e.wants(event.type)):
             delivery = await WebhookDelivery.select_for_update().get_or_none(event_id=event.id, endpoint_id=endpoint.id)
             if delivery is None:
@@ -264,7 +289,7 @@ async def redeliver(merchant_id: str, endpoint_id: str, delivery_id: str, *, act
     """One delivery to one endpoint sent again, under the same ``webhook-id``, its retries
     counted afresh; a disabled endpoint must be enabled first (it would not be called)."""
     async with in_transaction():
-        endpoint = await _endpoint(merchant_id, endpoint_id)
+        endpoint = await _endpoint(merchant_id, endpoint_id, any_kind=True)
         found = (
             await WebhookDelivery.select_for_update().get_or_none(id=delivery_id, endpoint_id=endpoint.id)
             if fits_id_column(delivery_id)
@@ -297,6 +322,9 @@ class Outcome:
     error: str | None
     duration_ms: int
     retry_after: timedelta | None = None
+    # Not sent, and never to be (a CAMARA sink's credential has expired): the delivery fails,
+    # the endpoint is left as it is.
+    withheld: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -342,6 +370,8 @@ async def record_attempt(delivery_id: str, endpoint_id: str, outcome: Outcome) -
         if outcome.delivered:
             delivery.status, delivery.next_attempt_at = "delivered", None
             endpoint.consecutive_failures = 0
+        elif outcome.withheld:
+            delivery.status, delivery.next_attempt_at = "failed", None
         elif outcome.status_code == 410:
             delivery.status, delivery.next_attempt_at = "failed", None
             await _disable(endpoint, "gone")

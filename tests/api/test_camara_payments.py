@@ -4,116 +4,34 @@ the auth worker's decision, and the charge the payment is, seen at ``/v1``."""
 
 from __future__ import annotations
 
-import base64
-import itertools
 from datetime import timedelta
 from typing import Any
 from unittest.mock import ANY
 
 import pytest
 
+from camara_support import (
+    BASE,
+    PHONE,
+    REFUND_SCOPES,
+    SCOPES,
+    Aggregator,
+    fresh_reference,
+    payment_body,
+    register_aggregator,
+    reserved,
+)
 from conftest import OpsClient, row_counts
-from models.accounts import SubscriberAccount
 from models.charges import AccountUsage, Charge
-from models.oauth import OAuthClient
-from models.operations import oauth
+from models.events import Event
 from settings import Settings
-from tests_support import Shop, answer, open_shop, settle
-
-BASE = "/carrier-billing/v0.5"
-SCOPES = [
-    "carrier-billing:payments:create",
-    "carrier-billing:payments:read",
-    "carrier-billing:payments:write",
-]
-PHONE = "+81312345678"
-_references = itertools.count(1)
-
-
-def payment_body(amount: float = 330, **transaction: Any) -> dict[str, Any]:
-    """A preparePayment/createPayment body for ``amount`` yen, tax included, with a fresh referenceCode."""
-    return {
-        "amountTransaction": {
-            "paymentAmount": {
-                "chargingInformation": {
-                    "amount": amount,
-                    "currency": "JPY",
-                    "description": "動画1本",
-                    "isTaxIncluded": True,
-                }
-            },
-            "referenceCode": f"ref-{next(_references)}",
-            **transaction,
-        }
-    }
-
-
-class Aggregator:
-    """A registered client of ``shop``'s merchant and how it gets tokens."""
-
-    def __init__(self, client: Any, settings: Settings, shop: Shop, registered: dict[str, Any]) -> None:
-        self.client, self.settings, self.shop = client, settings, shop
-        self.client_id, self.secret = registered["client_id"], registered["client_secret"]
-
-    async def two_legged(self, scope: str = " ".join(SCOPES)) -> dict[str, str]:
-        """Headers with a client-credentials token (no subscriber)."""
-        basic = base64.b64encode(f"{self.client_id}:{self.secret}".encode()).decode()
-        response = await self.client.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials", "scope": scope},
-            headers={"Authorization": f"Basic {basic}"},
-        )
-        assert response.status == 200, await response.text()
-        return {"Authorization": f"Bearer {(await response.json())['access_token']}", "x-correlator": "c-1"}
-
-    async def three_legged(self, *, consent: int | None = None, lifetime: timedelta | None = None) -> dict[str, str]:
-        """Headers with a token of the shop's subscriber (consenting to ``consent`` yen when given)."""
-        client = await OAuthClient.get(id=self.client_id)
-        account = await SubscriberAccount.get(login_id=self.shop.login_id)
-        details = [{"type": "carrier_billing_payment", "amount": consent, "currency": "JPY", "description": "動画"}]
-        token = await oauth.issue_access_token(
-            client,
-            SCOPES,
-            issuer=self.settings.base_url,
-            account=account,
-            authorization_details=details if consent is not None else (),
-            **({"lifetime": lifetime} if lifetime is not None else {}),
-        )
-        return {"Authorization": f"Bearer {token}"}
+from tests_support import answer, at, settle
 
 
 @pytest.fixture
 async def aggregator(client: Any, ops: OpsClient, settings: Settings) -> Aggregator:
     """A shop whose line has a phone number, and an aggregator client of its merchant."""
-    shop = await open_shop(ops)
-    status, _ = await ops.patch(f"/ops/v1/lines/{shop.line_id}", json={"phone_number": PHONE})
-    assert status == 200
-    body = {"merchant_id": shop.merchant_id, "name": "集約決済", "redirect_uris": ["https://agg.example/cb"]}
-    scopes = [*SCOPES, "carrier-billing-refund:refunds:create", "carrier-billing-refund:refunds:read"]
-    status, registered = await ops.post("/ops/v1/oauth_clients", json={**body, "scopes": scopes})
-    assert status == 201, registered
-    return Aggregator(client, settings, shop, registered)
-
-
-async def _reserved(aggregator: Aggregator, headers: dict[str, str], **transaction: Any) -> dict[str, Any]:
-    """Prepare a payment, confirm it on its validation page as the subscriber, wait for the decision."""
-    client, shop = aggregator.client, aggregator.shop
-    response = await client.post(f"{BASE}/payments/prepare", json=payment_body(**transaction), headers=headers)
-    assert response.status == 201, await response.text()
-    prepared = await response.json()
-    assert prepared["paymentStatus"] == "pending_validation"
-    assert prepared["validationInfo"]["action"] == "open"
-    confirmed = await answer(
-        client, prepared["validationInfo"]["validationURL"], login_id=shop.login_id, password=shop.password
-    )
-    assert confirmed.status == 303
-    payment_id = prepared["paymentId"]
-
-    async def decided() -> bool:
-        return (await Charge.get(id=payment_id)).status != "processing"
-
-    await settle(aggregator.settings, decided)
-    return dict(prepared)
+    return await register_aggregator(client, ops, settings)
 
 
 async def test_a_two_legged_payment_is_prepared_reserved_confirmed_and_is_a_charge(
@@ -122,7 +40,7 @@ async def test_a_two_legged_payment_is_prepared_reserved_confirmed_and_is_a_char
     """Prepare by phone number → pending_validation; the line's ID confirms → reserved (counted in
     the month's usage); confirm → 202 and succeeded, a charge of the merchant at /v1 like any other."""
     headers = await aggregator.two_legged()
-    prepared = await _reserved(aggregator, headers, phoneNumber=PHONE)
+    prepared = await reserved(aggregator, headers, phoneNumber=PHONE)
     payment_id = prepared["paymentId"]
     assert prepared["amountTransaction"]["phoneNumber"] == PHONE
     read = await aggregator.client.get(f"{BASE}/payments/{payment_id}", headers=headers)
@@ -151,7 +69,7 @@ async def test_cancelling_a_reservation_gives_its_amount_back_to_the_limits(
 ) -> None:
     """A reserved payment cancelled is ``cancelled`` and its month's usage is back to 0; cancelling again is 409."""
     headers = await aggregator.two_legged()
-    prepared = await _reserved(aggregator, headers, phoneNumber=PHONE)
+    prepared = await reserved(aggregator, headers, phoneNumber=PHONE)
     path = f"{BASE}/payments/{prepared['paymentId']}/cancel"
     response = await aggregator.client.post(path, json={"phoneNumber": PHONE}, headers=headers)
     assert response.status == 202, await response.text()
@@ -276,7 +194,6 @@ async def test_payments_are_listed_a_page_at_a_time(aggregator: Aggregator) -> N
 
 
 REFUNDS = "/carrier-billing-refund/v0.3"
-REFUND_SCOPES = "carrier-billing-refund:refunds:create carrier-billing-refund:refunds:read"
 
 
 def refund_body(kind: str = "total", amount: int | None = None, **extra: Any) -> dict[str, Any]:
@@ -291,7 +208,7 @@ def refund_body(kind: str = "total", amount: int | None = None, **extra: Any) ->
         }
     return {
         "type": kind,
-        "amountTransaction": {"refundAmount": refund_amount, "referenceCode": f"rf-{next(_references)}"},
+        "amountTransaction": {"refundAmount": refund_amount, "referenceCode": fresh_reference("rf")},
         **extra,
     }
 
@@ -307,7 +224,7 @@ async def test_refunds_are_refunds_of_the_charge_and_leave_the_rest(aggregator: 
     """A partial refund of 100 leaves 230 (remaining-amount); a total refund gives back the 230; the
     charge at /v1 shows 330 refunded; a refund past the rest is 422 and a refund of a refunded payment 403."""
     payment_id = await _paid(aggregator)
-    headers = await aggregator.two_legged(f"{' '.join(SCOPES)} {REFUND_SCOPES}")
+    headers = await aggregator.two_legged(" ".join([*SCOPES, *REFUND_SCOPES]))
     path = f"{REFUNDS}/payments/{payment_id}/refunds"
     too_much = await aggregator.client.post(path, json=refund_body("partial", 331), headers=headers)
     assert (too_much.status, (await too_much.json())["code"]) == (422, "CARRIER_BILLING_REFUND.UNAUTHORIZED_AMOUNT")
@@ -337,7 +254,7 @@ async def test_refund_refusals_name_camara_codes_and_write_nothing(aggregator: A
     """A net refund of a gross payment is 422 TAXES_MANAGEMENT_MISMATCH; refundDetails of a payment
     without paymentDetails 422 REFUND_DETAILS_MISMATCH; a pending payment 422 INVALID_PAYMENT_STATUS."""
     payment_id = await _paid(aggregator)
-    headers = await aggregator.two_legged(f"{' '.join(SCOPES)} {REFUND_SCOPES}")
+    headers = await aggregator.two_legged(" ".join([*SCOPES, *REFUND_SCOPES]))
     path = f"{REFUNDS}/payments/{payment_id}/refunds"
     before = await row_counts()
     net = refund_body("partial", 100)
@@ -386,3 +303,25 @@ async def test_the_validation_page_names_the_real_merchant_via_the_aggregator(
     await settle(aggregator.settings, reserved)
     done = await (await aggregator.client.get(path, headers={"Accept-Language": "ja"})).text()
     assert "お支払いを承認しました" in done
+
+
+async def test_a_reservation_nobody_confirms_expires_cancelled_and_gives_its_amount_back(
+    aggregator: Aggregator, worker: Any
+) -> None:
+    """24 hours after the subscriber's confirmation the scheduler cancels a reservation the aggregator
+    left alone (``charge.canceled``), its usage goes back to 0, and confirming it then is 409 cancelled."""
+    await at(aggregator.settings, "2030-11-10T10:00:00+09:00")
+    headers = await aggregator.two_legged()
+    prepared = await reserved(aggregator, headers, phoneNumber=PHONE)
+    assert sum(usage.amount for usage in await AccountUsage.all()) == 330
+    await at(aggregator.settings, "2030-11-11T09:59:00+09:00")
+    assert (await Charge.get(id=prepared["paymentId"])).status == "reserved"
+    await at(aggregator.settings, "2030-11-11T10:01:00+09:00")
+    assert (await Charge.get(id=prepared["paymentId"])).status == "canceled"
+    assert sum(usage.amount for usage in await AccountUsage.all()) == 0
+    assert await Event.filter(type="charge.canceled").count() == 1
+    headers = await aggregator.two_legged()  # the clock moved a day: the first token has expired
+    response = await aggregator.client.post(
+        f"{BASE}/payments/{prepared['paymentId']}/confirm", json={"phoneNumber": PHONE}, headers=headers
+    )
+    assert (response.status, (await response.json())["code"]) == (409, "CARRIER_BILLING.PAYMENT_CANCELLED")

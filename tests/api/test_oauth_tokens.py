@@ -13,6 +13,7 @@ from joserfc.jwk import ECKey
 from tortoise.transactions import in_transaction
 
 from conftest import OpsClient, row_counts
+from models.audit_log import AuditEntry
 from models.clock import clock
 from models.oauth import OAuthClient
 from models.operations import oauth
@@ -135,6 +136,7 @@ async def test_client_credentials_grant_a_verifiable_two_legged_token(
         ),
         ({"grant_type": "password", "username": "taro"}, True, 400, "unsupported_grant_type"),
         ({"scope": "carrier-billing:payments:read"}, True, 400, "invalid_request"),
+        ({"grant_type": "client_credentials", "scope": "openid\x00"}, True, 400, "invalid_request"),
         ({"grant_type": "authorization_code", "code": "nope", "code_verifier": "x" * 43}, True, 400, "invalid_grant"),
     ],
 )
@@ -179,7 +181,8 @@ async def test_forged_foreign_and_revoked_tokens_are_invalid(client: Any, ops: O
     claims = jwt.decode(token, ECKey.import_key((await oauth.published_keys())["keys"][0])).claims
     forged = jwt.encode(jwt_header(token), claims, ECKey.generate_key("P-256"))
     other_issuer = await oauth.issue_access_token(registered, PAYMENTS, issuer="https://elsewhere.example")
-    for bad in (forged, other_issuer, "not-a-token", token[:-4] + "AAAA"):
+    nul_kid = jwt.encode({**jwt_header(token), "kid": "oak_\x00"}, claims, ECKey.generate_key("P-256"))
+    for bad in (forged, other_issuer, nul_kid, "not-a-token", token[:-4] + "AAAA"):
         with pytest.raises(oauth.TokenRejected) as rejected:
             await oauth.verify_access_token(bad, issuer=issuer)
         assert rejected.value.reason == "invalid"
@@ -202,7 +205,9 @@ async def test_rotation_keeps_old_tokens_valid_and_publishes_both_keys(
     registered = await OAuthClient.get(id=(await _register(ops, await _merchant(ops)))["client_id"])
     issuer = settings.base_url
     old = await oauth.issue_access_token(registered, PAYMENTS, issuer=issuer)
-    await oauth.rotate_signing_key()
+    status, rotated = await ops.post("/ops/v1/oauth_keys/rotate")
+    assert status == 201
+    assert await AuditEntry.exists(action="oauth_key.rotate", target_id=rotated["kid"], actor="ops_token")
     new = await oauth.issue_access_token(registered, PAYMENTS, issuer=issuer)
     response = await client.get("/oauth/jwks.json")
     kids = [key["kid"] for key in (await response.json())["keys"]]
@@ -242,3 +247,21 @@ async def test_discovery_names_the_endpoints(client: Any, settings: Settings) ->
     assert document["grant_types_supported"] == ["authorization_code", "client_credentials"]
     assert document["authorization_details_types_supported"] == ["carrier_billing_payment"]
     assert document["subject_types_supported"] == ["pairwise"]
+
+
+async def test_wrong_client_secrets_from_one_address_are_stopped(
+    aiohttp_client: Any, ops: OpsClient, settings: Settings
+) -> None:
+    """Failed client authentications count like failed API keys: over the limit, even the right secret is 429."""
+    from api.app import create_app
+
+    created = await _register(ops, await _merchant(ops))
+    limited = await aiohttp_client(create_app(settings.replace(rate_limit_api_key_failures="2/minute")))
+    form = {"grant_type": "client_credentials"}
+    for _ in range(2):
+        response = await limited.post("/oauth/token", data=form, headers=_basic(created["client_id"], "ocs_wrong"))
+        assert response.status == 401
+    right = _basic(created["client_id"], created["client_secret"])
+    response = await limited.post("/oauth/token", data=form, headers=right)
+    assert response.status == 429
+    assert response.headers["Retry-After"]

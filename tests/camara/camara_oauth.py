@@ -11,9 +11,6 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from models.audit_log import Actor
-
-ACTOR = Actor("camara-bdd")
 LIFETIME = timedelta(minutes=10)
 EXPIRED = timedelta(minutes=-5)
 # A scope set without any CAMARA operation's scope ("an access token without the required scope").
@@ -40,12 +37,14 @@ def camara_scopes() -> tuple[str, ...]:
 
 async def register_client(merchant_id: str, name: str) -> Any:
     """A registered aggregator client of ``merchant_id`` with every CAMARA scope; the client."""
+    from models.audit_log import Actor
+
     client, _secret = await _oauth().register_client(
         merchant_id=merchant_id,
         name=name,
         redirect_uris=["https://aggregator.camara.test/callback"],
         scopes=list(camara_scopes()),
-        actor=ACTOR,
+        actor=Actor("camara-bdd"),
     )
     return client
 

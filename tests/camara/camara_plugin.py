@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from camara_platform import Platform
-from camara_spec import camara_dir, candidate_dirs, feature_files
 from manifest import ALIASES, reason_for
 
 HERE = Path(__file__).resolve().parent
@@ -85,6 +83,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     """``CAMARA conformance: P passed, F failed, S skipped of N``, and the aliases used."""
     if not OUTCOMES:
         return
+    from camara_spec import camara_dir, candidate_dirs
     from camara_steps import ALIAS_USES, NOTES
 
     counts = {
@@ -110,8 +109,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 @pytest.fixture(scope="module")
-def camara_platform(migrated: str) -> Iterator[Platform]:
-    """One platform for every case of the run, on a database emptied once."""
+def camara_platform(migrated: str) -> Iterator[Any]:
+    """One platform (``camara_platform.Platform``) for every case of the run, on a database
+    emptied once. Module-scoped: the cases are one module, and the platform's worker must be gone
+    before the rest of the suite runs its own."""
+    from camara_platform import Platform
+    from camara_spec import feature_files
+
     from conftest import BROKER_URL, OPS_TOKEN, REDIS_URL, empty_database, flush_rate_limits
     from models.clock import clock
     from settings import Settings

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -168,6 +169,24 @@ class Platform:
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         """Run ``coroutine`` on the platform's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    # --- the test clock
+
+    def now(self) -> datetime:
+        """The platform's time (the test clock)."""
+        from models.clock import clock
+
+        return self.run(clock.now())
+
+    def move_clock(self, delta: timedelta) -> None:
+        """Move the platform's clock forward by ``delta`` (it never goes back; the database is
+        emptied at the start of every run, and with it the clock's offset)."""
+        from models.clock import clock
+
+        async def move() -> None:
+            await clock.move_to(await clock.now() + delta)
+
+        self.run(move())
 
     # --- HTTP
 

@@ -115,12 +115,13 @@ def json_remove(document: Any, path: str) -> None:
         node.pop(parts[-1], None)
 
 
-def relative_time(value: str) -> str:
-    """``NOW``, ``NOW - 7 days`` ... as an RFC 3339 instant; anything else as it is."""
+def relative_time(value: str, now: datetime | None = None) -> str:
+    """``NOW``, ``NOW - 7 days`` ... (``now``: the platform's clock) as an RFC 3339 instant;
+    anything else as it is."""
     match = re.fullmatch(r"NOW(?:\s*-\s*(\d+)\s*days?)?", value.strip())
     if not match:
         return value
-    moment = datetime.now(UTC) - timedelta(days=int(match.group(1) or 0))
+    moment = (now or datetime.now(UTC)) - timedelta(days=int(match.group(1) or 0))
     # Milliseconds: whatever was seeded before this step is before NOW, whatever the platform rounds.
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -145,6 +146,7 @@ class Case:
         self.raw_body: str | None = None
         self.path_params: dict[str, str] = {}
         self.query: dict[str, str] = {}
+        self.query_now: datetime | None = None  # the platform's NOW of the query's dates
         self.threshold = False
         self._subscriber: Subscriber | None = None
         self._client: Any = None
@@ -811,7 +813,9 @@ def path_that_refund(case: Case, name: str) -> None:
 @given(step_re(f"the query parameter {q('name')} is set to {q('value')}"))
 def query_set(case: Case, name: str, value: str) -> None:
     """A query parameter (``NOW - 7 days`` becomes an instant)."""
-    case.query[query_name(name, case.operation_id)] = relative_time(value)
+    if case.query_now is None:
+        case.query_now = case.platform.now()
+    case.query[query_name(name, case.operation_id)] = relative_time(value, case.query_now)
 
 
 @given(step_re(f"the query parameter {q('name')} is set to the value representing such a merchant"))
@@ -836,11 +840,24 @@ def no_payments(case: Case) -> None:
     assert not case.payments
 
 
+# The plain "several existing" payments and refunds are spread over time, so that the creation
+# date filters and the ordering have something to tell apart: one now, then the platform's clock
+# moves SPREAD forward, another, SPREAD again, a third. At the request they are SPREAD * 2,
+# SPREAD and 0 days old (16, 8 and 0: on either side of the features' 1, 3, 7 and 30 days).
+SPREAD = timedelta(days=8)
+
+
+def _spread(case: Case, make: Any, count: int = 3) -> None:
+    for index in range(count):
+        if index:
+            case.platform.move_clock(SPREAD)
+        make()
+
+
 @given("several existing payments created by operation createPayment OR preparePayment")
 def several_payments(case: Case) -> None:
-    """Three succeeded payments."""
-    for _ in range(3):
-        case.create_payment()
+    """Three succeeded payments, 16, 8 and 0 days old."""
+    _spread(case, case.create_payment)
 
 
 @given("several existing payments created by operation createPayment OR preparePayment, at least more than five")
@@ -890,8 +907,8 @@ def _refunds(case: Case, count: int, **extra: Any) -> None:
 
 @given("several existing refunds created by operation createRefund")
 def several_refunds(case: Case) -> None:
-    """Three partial refunds of ``that payment``."""
-    _refunds(case, 3)
+    """Three partial refunds of ``that payment``, 16, 8 and 0 days old."""
+    _spread(case, lambda: _refunds(case, 1))
 
 
 @given("several existing refunds created by operation createRefund, at least more than five")
@@ -1216,11 +1233,13 @@ RELATIONS = (
 )
 
 
-def _relation(text: str) -> tuple[str, list[str]]:
+def _relation(text: str, case: Case) -> tuple[str, list[str]]:
+    """The relation and its operands (``NOW ...`` as the instant the query was given)."""
+    now = case.query_now or case.platform.now()
     for pattern, relation in RELATIONS:
         match = re.fullmatch(pattern, text)
         if match:
-            return relation, [relative_time(group) for group in match.groups() if group is not None]
+            return relation, [relative_time(group, now) for group in match.groups() if group is not None]
     msg = f"unknown relation: {text}"
     raise AssertionError(msg)
 
@@ -1228,7 +1247,7 @@ def _relation(text: str) -> tuple[str, list[str]]:
 @then(step_re(r"all the (?P<kind>payments|refunds) returned have their property \"(?P<path>[^\"]+)\" (?P<rest>.+)"))
 def all_listed_match(case: Case, kind: str, path: str, rest: str) -> None:
     """Every listed item satisfies the relation."""
-    relation, operands = _relation(rest)
+    relation, operands = _relation(rest, case)
     wrong = [item for item in _listed(case) if not _matches(item, path, relation, operands, case)]
     assert not wrong, f"listed {kind} whose {path} is not {rest}: {wrong[:3]}"
 
@@ -1240,7 +1259,7 @@ def all_listed_match(case: Case, kind: str, path: str, rest: str) -> None:
 )
 def only_matching_listed(case: Case, kind: str, path: str, rest: str) -> None:
     """Exactly the case's seeded items that satisfy the relation are listed."""
-    relation, operands = _relation(rest)
+    relation, operands = _relation(rest, case)
     expected = {_identity(item) for item in _seeded(case, kind) if _matches(item, path, relation, operands, case)}
     listed = {_identity(item) for item in _listed(case)}
     assert listed == expected, f"listed {sorted(map(str, listed))}, expected {sorted(expected)}"

@@ -114,13 +114,15 @@ def camara_platform(migrated: str) -> Iterator[Any]:
     emptied once. Module-scoped: the cases are one module, and the platform's worker must be gone
     before the rest of the suite runs its own."""
     from camara_platform import Platform
-    from camara_spec import feature_files
+    from camara_spec import alias_problems, feature_files
 
     from conftest import BROKER_URL, OPS_TOKEN, REDIS_URL, empty_database, flush_rate_limits
     from models.clock import clock
     from settings import Settings
 
     assert feature_files(), "the CAMARA folder is absent"
+    problems = alias_problems()
+    assert not problems, f"manifest.ALIASES no longer match the YAMLs: {problems}"
     empty_database(migrated)
     flush_rate_limits()
     clock.configure(test_clock=True)

@@ -159,6 +159,59 @@ def resolve(api: str, pointer: str) -> dict[str, Any]:
     return merged
 
 
+def query_names(operation: Operation) -> set[str]:
+    """The names of ``operation``'s query parameters."""
+    doc = document(operation.api)
+    declared = doc["paths"][operation.path.removeprefix(_base_path(doc))][operation.method.lower()]
+    names = set()
+    for parameter in declared.get("parameters", []):
+        resolved = resolve(operation.api, parameter["$ref"]) if "$ref" in parameter else parameter
+        if resolved.get("in") == "query":
+            names.add(resolved["name"])
+    return names
+
+
+def alias_problems() -> list[str]:
+    """What is wrong with manifest.ALIASES against the YAMLs (empty: every alias maps a name no
+    schema has to the one the schema has)."""
+
+    def props(api: str, schema: str) -> set[str]:
+        return set(resolve(api, f"/components/schemas/{schema}").get("properties", {}))
+
+    cb, refund = "carrier-billing", "carrier-billing-refund"
+    checks = {
+        "validationInfo is BodyAmountReservationTransactionForReserve's, validatioInfo nobody's": (
+            "validationInfo" in props(cb, "BodyAmountReservationTransactionForReserve")
+            and "validatioInfo" not in props(cb, "BodyAmountReservationTransactionForReserve")
+        ),
+        "PhoneNumber has phoneNumber, not phonenumber": props(cb, "PhoneNumber") == {"phoneNumber"},
+        "phoneNumber and clientCorrelator are in amountTransaction, not at the top": (
+            {"phoneNumber", "clientCorrelator"} <= props(cb, "AmountTransactionInput")
+            and {"phoneNumber", "clientCorrelator"} <= props(cb, "AmountReservationTransactionForReserveInput")
+            and not {"phoneNumber", "clientCorrelator"} & props(cb, "CreatePayment")
+            and not {"phoneNumber", "clientCorrelator"} & props(cb, "BodyAmountReservationTransactionForReserveInput")
+        ),
+        "chargingInformation.amount, no chargingInformationAmount": (
+            "chargingInformation" in props(cb, "PaymentAmountForCharge")
+            and "chargingInformationAmount" not in props(cb, "PaymentAmountForCharge")
+            and "amount" in props(cb, "ChargingInformation")
+        ),
+        "chargingMetaData, not chargingMetadata": (
+            "chargingMetaData" in props(cb, "PaymentAmountForCharge")
+            and "chargingMetaData" in props(refund, "RefundAmountPartialRefund")
+        ),
+        "retrieveRefunds filters by refundStatus, not paymentStatus": (
+            "refundStatus" in query_names(operations()["retrieveRefunds"])
+            and "paymentStatus" not in query_names(operations()["retrieveRefunds"])
+        ),
+        "createRefund is at /payments/{paymentId}/refunds; no operation is at /refunds": (
+            operations()["createRefund"].path.endswith("/payments/{paymentId}/refunds")
+            and not any(op.path.endswith("v0.3/refunds") for op in operations().values())
+        ),
+    }
+    return [claim for claim, holds in checks.items() if not holds]
+
+
 def unique(prefix: str) -> str:
     """A value no other case uses (clientCorrelator, referenceCode, ...)."""
     return f"{prefix}-{uuid.uuid4().hex[:16]}"

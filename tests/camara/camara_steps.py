@@ -4,6 +4,11 @@ A :class:`Case` holds one scenario's request (operation, headers, path and query
 JSON body built by JSONPath) and its answer. Tokens are minted when the request is sent, so a
 three-legged createPayment token carries the final body's amount as its consent. Each case has
 its own OAuth client and its own line and subscriber ID, so nothing is truncated between cases.
+What a case needs to exist (payments, reservations, refunds) it makes through the CAMARA API
+itself, the subscriber confirming on the validation page as a browser would.
+
+Where a feature is ambiguous the YAML and product.md §13 decide; each such reading is noted
+where it is made (and manifest.CONTEXTS lists the scenarios whose environment differs).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from pytest_bdd import given, parsers, then, when
 
 MISSING = object()  # "the request body is not included"
 ABSENT_PHONE = "+819000000000"  # E.164, and no line has it (the harness numbers lines +8150...)
-CASE_LIMIT = 20_000  # every other case's line and ID
-DENIED_AMOUNT = 30_000  # over CASE_LIMIT, under the merchant's maximum: a denied payment
+CASE_LIMIT = 20_000  # yen a month: every case's line and ID
+DENIED_AMOUNT = 30_000  # over CASE_LIMIT, under the merchant's maximum: a payment kept as denied
 Q = r'"(?P<{}>[^"]*)"'
 
 

@@ -16,10 +16,10 @@ EXPIRED = timedelta(minutes=-5)
 # A scope set without any CAMARA operation's scope ("an access token without the required scope").
 NO_SCOPE = ("openid",)
 # What the rate limits are for the run, where the platform has them. Requests, per client: low
-# enough that a 429 case reaches it in a few dozen requests, high enough that no other case meets
+# enough that a 429 case reaches it in some forty requests, high enough that no other case meets
 # it (each case has its own OAuth client, so counts never mix). Failed tokens, per address: every
 # case comes from 127.0.0.1, and some forty of them send expired, invalid or no tokens on purpose.
-RATE_LIMITS = {"rate_limit_camara_requests": "20/second", "rate_limit_camara_token_failures": "100000/minute"}
+RATE_LIMITS = {"rate_limit_camara_requests": "40/second", "rate_limit_camara_token_failures": "100000/minute"}
 RATE_LIMIT_ATTEMPTS = 200
 
 

@@ -238,7 +238,7 @@ async def wait_for_decision(request: web.Request) -> web.StreamResponse:
     status, _ = await purchase.status()
     if status == "requires_confirmation":
         return see_other(request.path.removesuffix("/wait"))
-    if status in FINAL:
+    if status in FINAL or status == ChargeStatus.RESERVED:  # reserved: the subscriber's part is done
         finished = await _finished(request, purchase)
         assert finished is not None  # noqa: S101 - a final status always has somewhere to go
         return finished

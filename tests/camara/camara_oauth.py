@@ -13,8 +13,6 @@ from typing import Any
 
 LIFETIME = timedelta(minutes=10)
 EXPIRED = timedelta(minutes=-5)
-# A scope set without any CAMARA operation's scope ("an access token without the required scope").
-NO_SCOPE = ("openid",)
 # What the rate limits are for the run, where the platform has them. Requests, per client: low
 # enough that a 429 case reaches it in some forty requests, high enough that no other case meets
 # it (each case has its own OAuth client, so counts never mix). Failed tokens, per address: every

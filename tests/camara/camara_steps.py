@@ -203,7 +203,11 @@ class Case:
         three_legged = kind != "two_legged"
         login = self.subscriber.login_id if three_legged else None
         consent = "consent" if operation_id == "createPayment" and three_legged else ()
-        scopes = camara_oauth.NO_SCOPE if kind == "no_scope" else None
+        scopes = None
+        if kind == "no_scope":
+            # Every CAMARA scope but the ones the YAML requires of this operation: the wrong scopes.
+            required = camara_spec.operations()[operation_id].scopes
+            scopes = tuple(scope for scope in camara_oauth.camara_scopes() if scope not in required)
         lifetime = camara_oauth.EXPIRED if kind == "expired" else camara_oauth.LIFETIME
         token = self.platform.run(
             camara_oauth.mint(

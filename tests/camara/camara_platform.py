@@ -163,6 +163,11 @@ class Platform:
             await self._relay
         if self._worker is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._worker.stop)
+        # Nothing the cases queued outlives them: above all the sink notifications of the
+        # ``webhooks`` queue, which no worker here delivers and no later test must.
+        import queues
+
+        await asyncio.get_running_loop().run_in_executor(None, queues.broker.flush_all)
         if self._runner is not None:
             await self._runner.cleanup()
 

@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/matomete_test
 AMQP_TEST_URL ?= amqp://guest:guest@127.0.0.1:5672/%2F
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/1
 
-.PHONY: help up test test-embedded test-services faults lint golden migrations check-migrations catalogue bench clean
+.PHONY: help up test test-embedded test-services faults camara lint golden migrations check-migrations catalogue bench clean
 
 help: ## list the developer commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,12 @@ faults: $(BIN)/matomete ## only the fault tests (`-m faults`: duplicate-and-reor
 	$(BIN)/pytest -q -p no:cacheprovider -m faults
 	MATOMETE_TEST_BACKEND=services MATOMETE_TEST_DATABASE_URL=$(PG_TEST_URL) MATOMETE_TEST_BROKER_URL=$(AMQP_TEST_URL) \
 		$(BIN)/pytest -q -p no:cacheprovider -m faults
+
+camara: $(BIN)/matomete ## only CAMARA's conformance suite (tests/camara: the r3.2 feature files in ../shared/camara, or MATOMETE_CAMARA_DIR), embedded then services
+	$(BIN)/pytest -q -p no:cacheprovider tests/camara
+	MATOMETE_TEST_BACKEND=services MATOMETE_TEST_DATABASE_URL=$(PG_TEST_URL) MATOMETE_TEST_BROKER_URL=$(AMQP_TEST_URL) \
+		MATOMETE_TEST_REDIS_URL=$(REDIS_TEST_URL) \
+		$(BIN)/pytest -q -p no:cacheprovider tests/camara
 
 lint: $(BIN)/matomete ## ruff and mypy
 	$(BIN)/ruff check .

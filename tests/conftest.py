@@ -13,6 +13,7 @@ import asyncio
 import os
 import socket
 import sqlite3
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +21,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+# The CAMARA conformance harness (tests/camara): its modules import each other by name, and its
+# pytest plugin (fixtures, manifest, closing count) is registered here, because a second
+# ``conftest`` module in tests/camara would take this one's name.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "camara"))
+pytest_plugins = ("camara_plugin",)
 
 BACKEND = os.environ.get("MATOMETE_TEST_BACKEND", "embedded")
 REQUIRE_SERVICES = os.environ.get("MATOMETE_REQUIRE_SERVICES", "") in ("1", "true", "yes")

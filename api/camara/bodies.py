@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field
 
-from api.http import holds_control_character
+from api.http import Body
 from models.operations.camara import PaymentRequest, Refusal
 from models.operations.webhooks import MAX_URL_LENGTH, URL, UnsafeDestination, check_destination
 
@@ -53,18 +53,11 @@ TaxAmount = Annotated[float | int, Field(ge=0), AfterValidator(_thousandths)]
 Text = Annotated[str, Field(max_length=500)]
 
 
-class CamaraBody(BaseModel):
-    """Strict types; unknown properties allowed and ignored (the YAML's schemas allow them); no
-    control characters in any text."""
+class CamaraBody(Body):
+    """The project's request body (strict types, no control characters in any text), but for
+    unknown properties: allowed and ignored, as the YAML's schemas allow them."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_control_characters(cls, value: Any) -> Any:
-        if holds_control_character(value):
-            raise ValueError("text must not hold control characters")
-        return value
 
 
 class ChargingInformation(CamaraBody):

@@ -21,12 +21,12 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from billing.periods import JST, period_of
-from billing.purchases import PurchaseFacts, decide_renewal
+from billing.purchases import decide_renewal
 from billing.states import ChargeStatus
 from billing.tax import price_of_net, rate_on
 from models.accounts import AccountStatus, SubscriberAccount
 from models.base import fits_id_column
-from models.camara import CamaraPayment
+from models.camara import CamaraPayment, CamaraRefund
 from models.charges import Charge, FailureCode
 from models.clock import clock
 from models.lines import Line, LineStatus
@@ -35,6 +35,7 @@ from models.operations.camara_sinks import ensure_sink
 from models.operations.charges import PurchaseRequest, awaiting_confirmation, end_charge
 from models.operations.purchases import (
     capture_reservation,
+    consented_facts,
     lock_usage,
     record_decision,
     release_reservation,
@@ -52,7 +53,9 @@ __all__ = [
     "cancel_payment",
     "confirm_payment",
     "create_payment",
+    "earlier_request",
     "find_payment",
+    "fingerprint",
     "list_payments",
     "payment_status",
     "prepare_payment",
@@ -121,8 +124,30 @@ class PaymentRequest:
     @property
     def fingerprint(self) -> str:
         """The request's hash: the same clientCorrelator with the same body is a replay."""
-        canonical = json.dumps(self.body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return fingerprint(self.body)
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """A request body's hash, whatever the order of its keys."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def earlier_request(
+    model: type[CamaraPayment | CamaraRefund], caller: Caller, *, correlator: str | None, hashed: str, reference: str
+) -> Any:
+    """The side row a retried request made already (the same clientCorrelator and body), or None;
+    a clientCorrelator used for another request is 400, a referenceCode used before 409."""
+    kind = "payment" if model is CamaraPayment else "refund"
+    if correlator is not None:
+        earlier = await model.get_or_none(client_id=caller.client_id, client_correlator=correlator)
+        if earlier is not None:
+            if earlier.request_hash != hashed:
+                raise Refusal(400, "INVALID_ARGUMENT", f"This clientCorrelator was used for another {kind} request.")
+            return earlier
+    if await model.exists(client_id=caller.client_id, reference_code=reference):
+        raise Refusal(409, "ALREADY_EXISTS", f"A {kind} with this referenceCode exists already.")
+    return None
 
 
 def payment_status(charge: Charge) -> str:
@@ -176,19 +201,15 @@ async def _price(request: PaymentRequest, merchant: Merchant) -> int:
 
 
 async def _replayed(caller: Caller, request: PaymentRequest) -> Charge | None:
-    """The payment a retried request made already (same clientCorrelator, same body); a
-    clientCorrelator used for another request, or a referenceCode used before, is refused."""
-    if request.client_correlator is not None:
-        earlier = await CamaraPayment.get_or_none(
-            client_id=caller.client_id, client_correlator=request.client_correlator
-        )
-        if earlier is not None:
-            if earlier.request_hash != request.fingerprint:
-                raise Refusal(400, "INVALID_ARGUMENT", "This clientCorrelator was used for another payment request.")
-            return await Charge.get(id=earlier.charge_id)
-    if await CamaraPayment.exists(client_id=caller.client_id, reference_code=request.reference_code):
-        raise Refusal(409, "ALREADY_EXISTS", "A payment with this referenceCode exists already.")
-    return None
+    """The payment a retried request made already; refused as ``earlier_request`` says."""
+    earlier = await earlier_request(
+        CamaraPayment,
+        caller,
+        correlator=request.client_correlator,
+        hashed=request.fingerprint,
+        reference=request.reference_code,
+    )
+    return await Charge.get(id=earlier.charge_id) if earlier is not None else None
 
 
 async def _record(caller: Caller, request: PaymentRequest, charge: Charge, *, secret_key: str) -> None:
@@ -232,15 +253,24 @@ def _purchase(request: PaymentRequest, price: int) -> PurchaseRequest:
     )
 
 
+async def _payer(caller: Caller, request: PaymentRequest, *, consent_needed: bool) -> tuple[Line, Merchant, int]:
+    """The line that pays, the merchant paid and the tax-included price, or the refusal: the line
+    first (a phone number's line may be named, and refused), then the subscriber's consent when a
+    one-step payment needs it (a two-legged token has none), the merchant, the amount."""
+    line = await _line_of(caller, request.phone_number)
+    if consent_needed and not caller.three_legged:
+        raise Refusal(403, "PERMISSION_DENIED", "A one-step payment needs the subscriber's consent (a 3-legged token).")
+    merchant = await _merchant(caller)
+    return line, merchant, await _price(request, merchant)
+
+
 async def prepare_payment(
     caller: Caller, request: PaymentRequest, *, base_url: str, secret_key: str
 ) -> tuple[Charge, bool]:
     """A two-step payment waiting for the subscriber's confirmation on its validation page (the
     confirmation page; an ID of the paying line signs in). Answers the charge and whether it was
     made now (False: a replay of the same request)."""
-    line = await _line_of(caller, request.phone_number)
-    merchant = await _merchant(caller)
-    price = await _price(request, merchant)
+    line, merchant, price = await _payer(caller, request, consent_needed=False)
     async with in_transaction():
         replay = await _replayed(caller, request)
         if replay is not None:
@@ -269,11 +299,7 @@ async def create_payment(
     the token's single use, in this transaction). Succeeded → the charge; denied → ``Refusal``
     (403 PAYMENT_DENIED, or 422 USER_AMOUNT_THRESHOLD_OVERPASSED over a limit), the denied charge
     kept for the record."""
-    line = await _line_of(caller, request.phone_number)  # who: a phone number's line may be named, and refused
-    if not caller.three_legged:
-        raise Refusal(403, "PERMISSION_DENIED", "A one-step payment needs the subscriber's consent (a 3-legged token).")
-    merchant = await _merchant(caller)
-    price = await _price(request, merchant)
+    line, merchant, price = await _payer(caller, request, consent_needed=True)
     async with in_transaction():
         replay = await _replayed(caller, request)
         if replay is not None:
@@ -306,19 +332,7 @@ async def _decide_now(charge: Charge, account_id: str, line: Line, merchant: Mer
         return FailureCode.INVALID_CREDENTIALS.value
     usage = await lock_usage(account, line, period_of(now))
     decision = decide_renewal(
-        PurchaseFacts(
-            now=now,
-            amount=charge.amount,
-            account_found=True,
-            password_ok=True,
-            line_active=line.status == LineStatus.ACTIVE,
-            line_eligible=line.eligible,
-            merchant_active=merchant.status == MerchantStatus.ACTIVE,
-            account_spent=usage.account.amount,
-            account_limit=account.monthly_limit,
-            line_spent=usage.line.amount,
-            line_limit=line.monthly_limit,
-        )
+        consented_facts(now, charge.amount, account=account, line=line, merchant=merchant, usage=usage)
     )
     await record_decision(charge, decision, now=now, account=account, line=line, usage=usage)
     return decision.failure_code

@@ -5,7 +5,6 @@ Refunds are synchronous: each is ``succeeded`` when answered."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -21,7 +20,15 @@ from models.camara import CamaraPayment, CamaraRefund
 from models.charges import Charge, Refund
 from models.lines import Line, LineStatus
 from models.merchants import Merchant, MerchantStatus
-from models.operations.camara import Caller, PaymentQuery, Refusal, find_payment, payment_status
+from models.operations.camara import (
+    Caller,
+    PaymentQuery,
+    Refusal,
+    earlier_request,
+    find_payment,
+    fingerprint,
+    payment_status,
+)
 from models.operations.camara_sinks import notify_refund
 from models.operations.charges import refund_charge
 from models.passwords import seal_password
@@ -58,8 +65,7 @@ class RefundRequest:
     @property
     def fingerprint(self) -> str:
         """The request's hash: the same clientCorrelator with the same body is a replay."""
-        canonical = json.dumps(self.body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return fingerprint(self.body)
 
 
 def refund_type(side: CamaraRefund) -> str:
@@ -68,17 +74,15 @@ def refund_type(side: CamaraRefund) -> str:
 
 
 async def _replayed(caller: Caller, request: RefundRequest) -> Refund | None:
-    if request.client_correlator is not None:
-        earlier = await CamaraRefund.get_or_none(
-            client_id=caller.client_id, client_correlator=request.client_correlator
-        )
-        if earlier is not None:
-            if earlier.request_hash != request.fingerprint:
-                raise Refusal(400, "INVALID_ARGUMENT", "This clientCorrelator was used for another refund request.")
-            return await Refund.get(id=earlier.refund_id)
-    if await CamaraRefund.exists(client_id=caller.client_id, reference_code=request.reference_code):
-        raise Refusal(409, "ALREADY_EXISTS", "A refund with this referenceCode exists already.")
-    return None
+    """The refund a retried request made already; refused as ``earlier_request`` says."""
+    earlier = await earlier_request(
+        CamaraRefund,
+        caller,
+        correlator=request.client_correlator,
+        hashed=request.fingerprint,
+        reference=request.reference_code,
+    )
+    return await Refund.get(id=earlier.refund_id) if earlier is not None else None
 
 
 async def _eligible(charge: Charge, payment: CamaraPayment) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "cancel_line_subscriptions",
     "cancel_overdue_subscriptions",
     "capture_reservation",
+    "consented_facts",
     "create_due_renewals",
     "decide_attempt",
     "decide_renewal_charge",
@@ -290,19 +291,7 @@ async def decide_renewal_charge(charge_id: str) -> str | None:
         merchant = await Merchant.get(id=charge.merchant_id)
         usage = await lock_usage(account, line, charge.renewal_period or period_of(now))
         decision = decide_renewal(
-            PurchaseFacts(
-                now=now,
-                amount=charge.amount,
-                account_found=True,
-                password_ok=True,
-                line_active=line.status == LineStatus.ACTIVE,
-                line_eligible=line.eligible,
-                merchant_active=_merchant_active(merchant),
-                account_spent=usage.account.amount,
-                account_limit=account.monthly_limit,
-                line_spent=usage.line.amount,
-                line_limit=line.monthly_limit,
-            )
+            consented_facts(now, charge.amount, account=account, line=line, merchant=merchant, usage=usage)
         )
         await record_decision(charge, decision, now=now, account=account, line=line, usage=usage)
     return decision.failure_code
@@ -319,6 +308,26 @@ async def _bought(charge: Charge, usage: Usage, now: datetime) -> None:
     else:
         charge.move_to(ChargeStatus.SUCCEEDED)
         charge.billing_status = BillingStatus.UNBILLED  # where every succeeded charge's billing starts
+
+
+def consented_facts(  # noqa: PLR0913 - what a decision without a password reads, all locked by the caller
+    now: datetime, amount: int, *, account: SubscriberAccount, line: Line, merchant: Merchant, usage: Usage
+) -> PurchaseFacts:
+    """The facts of a purchase the subscriber consented to beforehand (a renewal, a CAMARA token's
+    one-step payment): no password is checked now; the line, the merchant and the limits are."""
+    return PurchaseFacts(
+        now=now,
+        amount=amount,
+        account_found=True,
+        password_ok=True,
+        line_active=line.status == LineStatus.ACTIVE,
+        line_eligible=line.eligible,
+        merchant_active=_merchant_active(merchant),
+        account_spent=usage.account.amount,
+        account_limit=account.monthly_limit,
+        line_spent=usage.line.amount,
+        line_limit=line.monthly_limit,
+    )
 
 
 async def record_decision(  # noqa: PLR0913 - everything the decision touches, keyword-only

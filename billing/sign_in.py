@@ -24,8 +24,10 @@ __all__ = [
 ]
 
 MIN_PASSWORD_LENGTH = 10
-# Deliberately plain: one @, no spaces, a dot in the domain. Delivery is the real check.
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
+# Deliberately plain: one @, no spaces, a dot in the domain. Delivery is the real check. No C1
+# control character (U+0080-U+009F) nor U+FEFF either: Python's \s and JSON Schema's (ECMA)
+# differ on U+0085 and U+FEFF, and the ops document states this rule as a pattern.
+EMAIL = re.compile(r"^[^@\s\x80-\x9f\ufeff]{1,64}@[^@\s\x80-\x9f\ufeff]+\.[^@\s.\x80-\x9f\ufeff]{2,}$")
 MAX_EMAIL_LENGTH = 254
 
 

@@ -22,7 +22,7 @@ from models.operations import merchants, site_users
 __all__: list[str] = []
 FIRST_PERIOD = "2000-01"
 # billing.sign_in.EMAIL, without the control characters every body refuses.
-EMAIL_TEXT = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]{2,}$"
+EMAIL_TEXT = r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]+\.[^@\s.\x00-\x1f\x7f-\x9f]{2,}$"
 # Text with at least one character that is not a space (a name is stripped before it is kept).
 VISIBLE_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 

@@ -30,7 +30,6 @@ from cryptography.fernet import Fernet, InvalidToken
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
-from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from billing.errors import InvalidRequest, NotFound
@@ -38,8 +37,9 @@ from models.accounts import AccountStatus, SubscriberAccount
 from models.audit_log import SYSTEM, Actor, audit
 from models.base import fits_id_column
 from models.clock import clock
-from models.oauth import OAuthClient, OAuthClientStatus, OAuthCode, OAuthKey, OAuthTokenUse
+from models.oauth import OAuthClient, OAuthClientStatus, OAuthCode, OAuthKey
 from models.operations.merchants import find_merchant
+from models.sql import execute
 
 __all__ = [
     "ACCESS_TOKEN_LIFETIME",
@@ -442,13 +442,10 @@ async def verify_access_token(token: str, *, issuer: str) -> AccessToken:
 async def consume_token_once(jti: str, charge_id: str) -> bool:
     """Spend the token ``jti`` on ``charge_id``: True the first time, False ever after. Call it
     in the transaction of the payment; a conflict leaves that transaction usable."""
-    connection = connections.get("default")
-    dialect = connection.capabilities.dialect
-    marks = "$1, $2, $3" if dialect == "postgres" else "?, ?, ?"
-    table = OAuthTokenUse._meta.db_table
-    rows = await connection.execute_query_dict(
-        f'INSERT INTO "{table}" (jti, charge_id, used_at) VALUES ({marks}) ON CONFLICT (jti) DO NOTHING RETURNING jti',  # noqa: S608 - our own table name
-        [jti, charge_id, await clock.now()],
+    rows = await execute(
+        "INSERT INTO oauth_token_uses (jti, charge_id, used_at) VALUES (%(jti)s, %(charge)s, %(now)s)"
+        " ON CONFLICT (jti) DO NOTHING RETURNING jti",
+        {"jti": jti, "charge": charge_id, "now": await clock.now()},
     )
     return bool(rows)
 
